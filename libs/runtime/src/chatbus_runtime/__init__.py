@@ -1,0 +1,4 @@
+"""Runtime plumbing shared by chatbus services: settings, logging, telemetry, NATS, Postgres.
+
+No business logic lives here.
+"""

@@ -1,0 +1,54 @@
+"""Reply chunks: inference -> gateway on `chat.chunks.<gateway>.<request>`.
+
+`seq` numbers every chunk of a request from 1 without gaps; deltas come first and
+exactly one terminal chunk (`end` or `error`) closes the stream.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import Field, TypeAdapter
+
+from .common import FinishReason, Model, TokenUsage
+
+
+class DeltaChunk(Model):
+    """A piece of the assistant's text."""
+
+    kind: Literal["delta"] = "delta"
+    request_id: UUID
+    seq: int = Field(ge=1)
+    text: str
+
+
+class EndChunk(Model):
+    """The generation finished; the assistant message has been published."""
+
+    kind: Literal["end"] = "end"
+    request_id: UUID
+    seq: int = Field(ge=1)
+    message_id: UUID
+    finish_reason: FinishReason
+    usage: TokenUsage
+    cost_usd: Decimal | None
+    model: str
+    provider: str
+    latency_ms: int
+
+
+class ErrorChunk(Model):
+    """The generation failed; `message.failed` has been published."""
+
+    kind: Literal["error"] = "error"
+    request_id: UUID
+    seq: int = Field(ge=1)
+    code: str
+    message: str
+    retryable: bool = False
+
+
+ReplyChunk = Annotated[DeltaChunk | EndChunk | ErrorChunk, Field(discriminator="kind")]
+REPLY_CHUNK_ADAPTER: TypeAdapter[ReplyChunk] = TypeAdapter(ReplyChunk)

@@ -1,0 +1,41 @@
+"""Commands sent over NATS, named in the imperative."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import Field
+
+from .common import Model, utc_now
+
+
+class GenerateReply(Model):
+    """An accepted chat turn: gateway -> inference over the CHAT_REQUESTS work queue.
+
+    The gateway has already checked the caller owns `conversation_id`. Ids of both
+    messages are fixed here, so every retry of the turn writes to the same rows.
+    """
+
+    request_id: UUID
+    client_message_id: str = Field(description="The client's `chat.send` id.")
+    user_id: str
+    conversation_id: UUID
+    new_conversation: bool
+    user_message_id: UUID
+    assistant_message_id: UUID
+    content: str
+    model: str | None = None
+    provider: str | None = None
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    reply_subject: str = Field(description="Where the chunks go: chat.chunks.<gateway>.<request>.")
+    accepted_at: datetime = Field(default_factory=utc_now)
+
+
+class StopGeneration(Model):
+    """Stop one generation (gateway -> the inference replica that owns it)."""
+
+    request_id: UUID
+    user_id: str

@@ -1,0 +1,61 @@
+"""Building blocks shared by events, commands and frames."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID, uuid5
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "stopped", "error"]
+
+# Namespace for ids derived from other ids (see `derived_id`).
+_CHATBUS_NAMESPACE = UUID("6f1c2b0e-3a55-4c1e-9a43-0d1f3c9b7e21")
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC (every timestamp in chatbus is)."""
+    return datetime.now(UTC)
+
+
+def derived_id(*parts: object) -> UUID:
+    """A UUID that is always the same for the same parts.
+
+    Events of one chat turn get ids derived from the request id, so a replica that
+    retries the turn publishes the same `event_id` and JetStream deduplicates it.
+    """
+    return uuid5(_CHATBUS_NAMESPACE, ":".join(str(part) for part in parts))
+
+
+class Model(BaseModel):
+    """Base of every contract model: unknown fields are refused, instances are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TokenUsage(Model):
+    """Tokens of one provider call, as the provider reported them."""
+
+    # `total_tokens` is computed and serialised; it is ignored when read back.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    cached_tokens: int = Field(default=0, ge=0, description="Prompt tokens read from cache.")
+    cache_write_tokens: int = Field(default=0, ge=0, description="Prompt tokens written to cache.")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+def format_usd(amount: Decimal | None) -> str | None:
+    """A cost as the decimal string the protocol uses (no exponent, no float rounding)."""
+    if amount is None:
+        return None
+    return format(amount.normalize(), "f") if amount != 0 else "0"

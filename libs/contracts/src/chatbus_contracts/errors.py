@@ -1,0 +1,35 @@
+"""Stable, snake_case error codes used in `chat.error` frames, chunks and HTTP bodies.
+
+ErrorCode
+├── client errors (retryable=False, fix the request)
+│   invalid_json, unknown_type, invalid_frame, content_too_large,
+│   conversation_not_found, not_found
+├── auth (the socket is closed with 4401)
+│   unauthenticated
+└── server / provider errors (some retryable)
+    internal_error, unavailable, provider_error
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """A machine-readable reason; clients branch on it, never on the message text."""
+
+    INVALID_JSON = "invalid_json"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_FRAME = "invalid_frame"
+    CONTENT_TOO_LARGE = "content_too_large"
+    CONVERSATION_NOT_FOUND = "conversation_not_found"
+    NOT_FOUND = "not_found"
+    UNAUTHENTICATED = "unauthenticated"
+    INTERNAL_ERROR = "internal_error"
+    UNAVAILABLE = "unavailable"
+    PROVIDER_ERROR = "provider_error"
+
+
+# WebSocket close codes.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_SERVICE_RESTART = 1012

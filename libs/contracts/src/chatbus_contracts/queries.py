@@ -1,0 +1,97 @@
+"""Queries answered over core NATS request/reply, and their replies.
+
+The user id in a query always comes from the caller's verified token, never from
+a client payload: the owner filters every query by it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from pydantic import Field
+
+from .common import FinishReason, Model, Role, TokenUsage
+
+
+class ListConversations(Model):
+    """Newest first; `cursor` is the opaque `next_cursor` of the previous page."""
+
+    user_id: str
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = None
+
+
+class GetConversation(Model):
+    """One conversation with its messages."""
+
+    user_id: str
+    conversation_id: UUID
+    include_messages: bool = True
+
+
+class GetHistory(Model):
+    """The messages a new turn builds on (read-your-writes, see docs/decisions.md)."""
+
+    user_id: str
+    conversation_id: UUID
+    exclude_request_id: UUID | None = Field(
+        default=None, description="Leave out messages of this request (a retried turn)."
+    )
+
+
+class MessageView(Model):
+    """A stored message as clients and inference see it."""
+
+    id: UUID
+    conversation_id: UUID
+    request_id: UUID
+    role: Role
+    content: str
+    parent_id: UUID | None
+    created_at: datetime
+    model: str | None = None
+    provider: str | None = None
+    usage: TokenUsage | None = None
+    cost_usd: Decimal | None = None
+    finish_reason: FinishReason | None = None
+
+
+class ConversationView(Model):
+    """A conversation without its messages."""
+
+    id: UUID
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int
+
+
+class ConversationDetail(ConversationView):
+    """A conversation with its messages in order."""
+
+    messages: list[MessageView]
+
+
+class ConversationPage(Model):
+    """One page of `ListConversations`."""
+
+    items: list[ConversationView]
+    next_cursor: str | None
+
+
+class ConversationFound(Model):
+    """Reply to `GetConversation`: `conversation` is None for a missing or foreign id."""
+
+    conversation: ConversationDetail | None
+
+
+class HistoryReply(Model):
+    """Reply to `GetHistory`: `found` is False for a missing or foreign conversation."""
+
+    found: bool
+    messages: list[MessageView]
+    caught_up: bool = Field(
+        default=True, description="False when the read barrier timed out (history may lag)."
+    )

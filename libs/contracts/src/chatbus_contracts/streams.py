@@ -1,0 +1,101 @@
+"""JetStream streams and durable consumers, declared in one place.
+
+The values are plain data so this package stays free of I/O; `chatbus_runtime`
+turns them into nats-py configs and declares them at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from . import subjects
+
+Retention = Literal["limits", "workqueue", "interest"]
+Storage = Literal["file", "memory"]
+
+MINUTE = 60.0
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a stream holds and for how long."""
+
+    name: str
+    subjects: tuple[str, ...]
+    retention: Retention
+    max_age_seconds: float
+    storage: Storage = "file"
+    duplicate_window_seconds: float = 2 * MINUTE
+    description: str = ""
+
+
+CHAT_REQUESTS = StreamSpec(
+    name="CHAT_REQUESTS",
+    subjects=(subjects.CHAT_REQUESTS,),
+    retention="workqueue",
+    max_age_seconds=1 * DAY,
+    description="Accepted chat turns waiting for an inference replica (work queue).",
+)
+
+CHAT_CHUNKS = StreamSpec(
+    name="CHAT_CHUNKS",
+    subjects=(subjects.CHAT_CHUNKS_ALL,),
+    retention="limits",
+    max_age_seconds=15 * MINUTE,
+    # Chunks are published with core NATS; dedupe is not used for them.
+    duplicate_window_seconds=0,
+    description="Reply chunks kept for a few minutes so a reconnecting client can resume.",
+)
+
+EVENTS = StreamSpec(
+    name="EVENTS",
+    subjects=subjects.EVENT_SUBJECTS,
+    retention="limits",
+    max_age_seconds=7 * DAY,
+    description="Domain events (message.created, usage.recorded, ...) for services and others.",
+)
+
+ALL_STREAMS: tuple[StreamSpec, ...] = (CHAT_REQUESTS, CHAT_CHUNKS, EVENTS)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable consumer: which stream, which subjects, how long an ack may take."""
+
+    durable: str
+    stream: StreamSpec
+    filter_subjects: tuple[str, ...]
+    ack_wait_seconds: float = 30.0
+    max_deliver: int = -1
+
+
+INFERENCE_CONSUMER = ConsumerSpec(
+    durable="inference",
+    stream=CHAT_REQUESTS,
+    filter_subjects=(subjects.CHAT_REQUESTS,),
+    # Kept short so a dead replica's request moves on quickly; live replicas extend it
+    # with in_progress() while they stream.
+    ack_wait_seconds=30.0,
+)
+
+CONVERSATION_CONSUMER = ConsumerSpec(
+    durable="conversation",
+    stream=EVENTS,
+    filter_subjects=(subjects.MESSAGE_CREATED, subjects.CONVERSATION_CREATED),
+)
+
+USAGE_CONSUMER = ConsumerSpec(
+    durable="usage",
+    stream=EVENTS,
+    filter_subjects=(subjects.USAGE_RECORDED,),
+)
+
+EMBEDDINGS_CONSUMER = ConsumerSpec(
+    durable="embeddings",
+    stream=EVENTS,
+    filter_subjects=(subjects.MESSAGE_CREATED,),
+    ack_wait_seconds=120.0,
+)

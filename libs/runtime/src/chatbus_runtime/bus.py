@@ -1,0 +1,143 @@
+"""NATS bootstrapping: the broker, the streams and consumers from contracts, event publishing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chatbus_contracts.events import Event
+from chatbus_contracts.streams import ALL_STREAMS, EVENTS, ConsumerSpec, StreamSpec
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from nats.js import api
+from nats.js.errors import NotFoundError
+from opentelemetry.sdk.trace import TracerProvider
+
+from . import natsfix
+from .redelivery import NakWithBackoff
+from .settings import ServiceSettings
+
+natsfix.install()
+
+logger = logging.getLogger(__name__)
+
+# A JetStream publish waits this long for its PubAck before it counts as failed.
+PUBLISH_TIMEOUT_SECONDS = 5.0
+
+_RETENTION = {
+    "limits": api.RetentionPolicy.LIMITS,
+    "workqueue": api.RetentionPolicy.WORK_QUEUE,
+    "interest": api.RetentionPolicy.INTEREST,
+}
+_STORAGE = {"file": api.StorageType.FILE, "memory": api.StorageType.MEMORY}
+
+
+def create_broker(
+    settings: ServiceSettings, *, service_name: str, tracer_provider: TracerProvider
+) -> NatsBroker:
+    """A broker that reconnects forever and carries trace context in message headers."""
+    return NatsBroker(
+        settings.nats_url,
+        name=f"chatbus-{service_name}",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        middlewares=[NatsTelemetryMiddleware(tracer_provider=tracer_provider), NakWithBackoff],
+        logger=logging.getLogger(f"chatbus.{service_name}.broker"),
+        log_level=logging.DEBUG,
+    )
+
+
+def stream_config(spec: StreamSpec) -> api.StreamConfig:
+    """The nats-py config of a stream declared in contracts."""
+    return api.StreamConfig(
+        name=spec.name,
+        description=spec.description,
+        subjects=list(spec.subjects),
+        retention=_RETENTION[spec.retention],
+        storage=_STORAGE[spec.storage],
+        max_age=spec.max_age_seconds,
+        duplicate_window=spec.duplicate_window_seconds,
+        num_replicas=1,
+    )
+
+
+async def declare_streams(broker: NatsBroker, specs: tuple[StreamSpec, ...] = ALL_STREAMS) -> None:
+    """Create or update every stream; safe to run from every replica at every start."""
+    js = broker.connection.jetstream()
+    for spec in specs:
+        config = stream_config(spec)
+        try:
+            await js.update_stream(config)
+        except NotFoundError:
+            await js.add_stream(config)
+
+
+def consumer_config(spec: ConsumerSpec) -> api.ConsumerConfig:
+    """The nats-py config of a durable pull consumer declared in contracts."""
+    return api.ConsumerConfig(
+        durable_name=spec.durable,
+        name=spec.durable,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL,
+        ack_wait=spec.ack_wait_seconds,
+        max_deliver=spec.max_deliver,
+        filter_subjects=list(spec.filter_subjects),
+        max_ack_pending=1000,
+    )
+
+
+async def declare_consumer(broker: NatsBroker, spec: ConsumerSpec) -> None:
+    """Create the durable consumer, or bring an existing one in line with `spec`."""
+    js = broker.connection.jetstream()
+    await js.add_consumer(spec.stream.name, config=consumer_config(spec))
+
+
+def durable_subscription(
+    spec: ConsumerSpec,
+    *,
+    batch_size: int = 1,
+    batch: bool = False,
+    ack_policy: AckPolicy = AckPolicy.NACK_ON_ERROR,
+) -> dict[str, Any]:
+    """Keyword arguments for `broker.subscriber(...)` that bind to a declared durable consumer.
+
+    The consumer itself is created by `declare_consumer` (FastStream would create it
+    with a single filter subject), so the stream is not declared again here. A handler
+    that raises gets its message redelivered after a delay (`NakWithBackoff`);
+    FastStream's default would terminate it, losing the event while Postgres is down.
+    """
+    return {
+        "subject": spec.filter_subjects[0] if len(spec.filter_subjects) == 1 else "",
+        "durable": spec.durable,
+        "config": consumer_config(spec),
+        "stream": JStream(spec.stream.name, declare=False),
+        "pull_sub": PullSub(batch_size=batch_size, timeout=5.0, batch=batch),
+        "ack_policy": ack_policy,
+    }
+
+
+async def start_broker(broker: NatsBroker, *consumers: ConsumerSpec) -> None:
+    """Connect, declare every stream and the given durable consumers, then start handlers."""
+    await broker.connect()
+    await declare_streams(broker)
+    for consumer in consumers:
+        await declare_consumer(broker, consumer)
+    await broker.start()
+
+
+def event_headers(event: Event) -> dict[str, str]:
+    """Headers of an event publish; `Nats-Msg-Id` lets JetStream drop a republished duplicate."""
+    return {"Nats-Msg-Id": str(event.event_id)}
+
+
+async def publish_event(broker: NatsBroker, event: Event) -> api.PubAck:
+    """Publish a domain event to the EVENTS stream and wait for its PubAck."""
+    ack: api.PubAck = await broker.publish(
+        event,
+        event.subject,
+        headers=event_headers(event),
+        stream=EVENTS.name,
+        timeout=PUBLISH_TIMEOUT_SECONDS,
+    )
+    return ack

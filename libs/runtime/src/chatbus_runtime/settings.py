@@ -1,0 +1,27 @@
+"""Settings every chatbus service shares; each service subclasses `ServiceSettings`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The embedded Postgres that `chatbus dev` starts listens here (see docs/configuration.md).
+EMBEDDED_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:55432/chatbus"
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+class ServiceSettings(BaseSettings):
+    """Read from `CHATBUS_*` environment variables and an optional `.env` file."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATBUS_", env_file=".env", extra="ignore")
+
+    nats_url: str = DEFAULT_NATS_URL
+    database_url: str = EMBEDDED_DATABASE_URL
+    telemetry_exporter: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces endpoint; None uses OTEL_EXPORTER_OTLP_* ."
+    )
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"

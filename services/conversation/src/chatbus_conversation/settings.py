@@ -1,0 +1,14 @@
+"""Settings of the conversation service."""
+
+from __future__ import annotations
+
+from chatbus_runtime.settings import ServiceSettings
+
+
+class ConversationSettings(ServiceSettings):
+    """`CHATBUS_*` variables read by the conversation service."""
+
+    migrate_on_start: bool = True
+    history_wait_seconds: float = 5.0
+    """How long a history query waits for earlier events to be stored (read-your-writes)."""
+    title_max_chars: int = 60

@@ -1,0 +1,30 @@
+"""The `embeddings` schema: one vector per message; only this service touches it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import Column, DateTime
+from sqlmodel import Field, SQLModel
+
+SCHEMA = "embeddings"
+
+
+class MessageEmbeddingRow(SQLModel, table=True):
+    """A message's vector; the dimension is stored with it so models never mix in one index."""
+
+    __tablename__ = "message_embeddings"
+    __table_args__ = {"schema": SCHEMA}
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: UUID = Field(unique=True)
+    user_id: str = Field(index=True)
+    conversation_id: UUID
+    role: str
+    model: str
+    dimensions: int
+    embedding: Any = Field(sa_column=Column(Vector(), nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -1,0 +1,40 @@
+"""The gateway's whole wiring: FastAPI app, routes, and the broker's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from chatbus_runtime.bus import start_broker
+from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+
+from . import rest, ws
+from .errors import install_error_handlers
+from .settings import GatewaySettings
+from .state import build_state
+
+
+def create_app(settings: GatewaySettings, tracer_provider: TracerProvider) -> FastAPI:
+    """A gateway app; NATS connects when the app starts and drains when it stops."""
+    state = build_state(settings, tracer_provider)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await start_broker(state.broker)
+        try:
+            yield
+        finally:
+            await state.broker.stop()
+
+    app = FastAPI(
+        title="chatbus gateway",
+        version="0.1.0",
+        description="WebSocket chat (`/v1/ws`, protocol v1) and REST over chatbus.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = state
+    install_error_handlers(app)
+    app.include_router(rest.router)
+    app.include_router(ws.router)
+    return app

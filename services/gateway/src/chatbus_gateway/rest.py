@@ -1,0 +1,69 @@
+"""REST routes: conversations (answered by the conversation service) and health."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from chatbus_contracts.queries import ConversationDetail, ConversationPage
+from chatbus_contracts.streams import ALL_STREAMS
+from fastapi import APIRouter, Query, status
+from nats.errors import Error as NatsError
+
+from .deps import CurrentUser, State
+from .errors import ApiError, unavailable
+
+router = APIRouter()
+
+
+@router.get("/v1/conversations", response_model=ConversationPage)
+async def list_conversations(
+    user_id: CurrentUser,
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> ConversationPage:
+    """The caller's conversations, newest first; pass `next_cursor` back for the next page."""
+    try:
+        return await state.conversations.list(user_id, limit, cursor)
+    except (NatsError, TimeoutError) as error:
+        raise unavailable() from error
+
+
+@router.get("/v1/conversations/{conversation_id}", response_model=ConversationDetail)
+async def get_conversation(
+    conversation_id: UUID, user_id: CurrentUser, state: State
+) -> ConversationDetail:
+    """One of the caller's conversations with its messages; 404 for any other id."""
+    try:
+        found = await state.conversations.get(user_id, conversation_id)
+    except (NatsError, TimeoutError) as error:
+        raise unavailable() from error
+    if found is None:
+        raise ApiError(
+            status.HTTP_404_NOT_FOUND, "conversation_not_found", "conversation not found"
+        )
+    return found
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: State) -> dict[str, str]:
+    """Ready when NATS is connected and every stream exists."""
+    broker = state.broker
+    try:
+        if not broker.connection.is_connected:
+            raise ApiError(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "NATS is not connected"
+            )
+        js = broker.connection.jetstream()
+        for spec in ALL_STREAMS:
+            await js.stream_info(spec.name)
+    except (NatsError, TimeoutError) as error:
+        raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", str(error)) from error
+    return {"status": "ready"}

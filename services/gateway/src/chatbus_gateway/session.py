@@ -1,0 +1,133 @@
+"""One authenticated WebSocket: reads frames, runs turns, relays chunks in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from uuid import UUID
+
+from chatbus_contracts.chunks import DeltaChunk, ReplyChunk
+from chatbus_contracts.common import Model
+from chatbus_contracts.errors import ErrorCode
+from chatbus_contracts.ws import AuthFrame, ChatError, ChatSend, Ping, Pong
+from fastapi import WebSocket, WebSocketDisconnect
+from opentelemetry import trace
+
+from .frames import BadFrame, chunk_frame, parse_client_frame
+from .replies import ChunkQueue, ReplyRouter
+from .turns import TurnAcceptor, TurnRefused
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer("chatbus.gateway")
+
+
+class ChatSession:
+    """Frames are handled one by one; each turn streams in its own task."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        user_id: str,
+        acceptor: TurnAcceptor,
+        router: ReplyRouter,
+    ) -> None:
+        self._websocket = websocket
+        self._user_id = user_id
+        self._acceptor = acceptor
+        self._router = router
+        self._send_lock = asyncio.Lock()
+        self._turns: set[asyncio.Task[None]] = set()
+
+    async def send(self, frame: Model) -> None:
+        """Write one frame; writes from concurrent turns never interleave."""
+        async with self._send_lock:
+            await self._websocket.send_text(frame.model_dump_json())
+
+    async def run(self) -> None:
+        """Serve frames until the client goes away.
+
+        A disconnect only stops relaying: generation goes on and is stored.
+        """
+        try:
+            while True:
+                text = await self._websocket.receive_text()
+                await self._handle(text)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for task in self._turns:
+                task.cancel()
+
+    async def _handle(self, text: str) -> None:
+        try:
+            frame = parse_client_frame(text)
+        except BadFrame as bad:
+            await self.send(bad.error)
+            return
+        if isinstance(frame, ChatSend):
+            task = asyncio.create_task(self._turn(frame))
+            self._turns.add(task)
+            task.add_done_callback(self._turns.discard)
+        elif isinstance(frame, Ping):
+            await self.send(Pong())
+        elif isinstance(frame, AuthFrame):
+            await self.send(
+                ChatError(code=ErrorCode.INVALID_FRAME, message="already authenticated")
+            )
+        else:
+            await self.send(
+                ChatError(
+                    code=ErrorCode.INVALID_FRAME,
+                    request_id=frame.request_id,
+                    message=f"{frame.type} is not supported by this gateway yet",
+                )
+            )
+
+    async def _turn(self, send: ChatSend) -> None:
+        with tracer.start_as_current_span(
+            "chat.turn", attributes={"chatbus.user_id": self._user_id}
+        ):
+            try:
+                accepted, queue = await self._acceptor.accept(self._user_id, send)
+            except TurnRefused as refused:
+                await self.send(
+                    ChatError(
+                        id=send.id,
+                        code=refused.code,
+                        message=refused.message,
+                        retryable=refused.retryable,
+                    )
+                )
+                return
+            except Exception:
+                logger.exception("accepting %s failed", send.id)
+                await self.send(
+                    ChatError(
+                        id=send.id,
+                        code=ErrorCode.INTERNAL_ERROR,
+                        message="internal error",
+                        retryable=True,
+                    )
+                )
+                return
+            try:
+                await self.send(accepted)
+                await self._relay(accepted.request_id, queue)
+            finally:
+                self._router.close(accepted.request_id, queue)
+
+    async def _relay(self, request_id: UUID, queue: ChunkQueue) -> None:
+        """Send chunks in `seq` order, each exactly once, until the terminal one."""
+        next_seq = 1
+        early: dict[int, ReplyChunk] = {}
+        while True:
+            chunk = await queue.get()
+            if chunk.seq < next_seq:
+                continue  # a duplicate
+            early[chunk.seq] = chunk
+            while next_seq in early:
+                ready = early.pop(next_seq)
+                await self.send(chunk_frame(ready))
+                next_seq += 1
+                if not isinstance(ready, DeltaChunk):
+                    return

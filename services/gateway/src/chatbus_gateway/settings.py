@@ -1,0 +1,19 @@
+"""Settings of the gateway."""
+
+from __future__ import annotations
+
+from chatbus_runtime.settings import ServiceSettings
+from pydantic import Field, SecretStr
+
+
+class GatewaySettings(ServiceSettings):
+    """`CHATBUS_*` variables read by the gateway. `CHATBUS_JWT_SECRET` is required."""
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8000, ge=0, le=65535)
+    jwt_secret: SecretStr = Field(min_length=16)
+    jwt_algorithm: str = "HS256"
+    max_content_bytes: int = Field(default=32 * 1024, ge=1)
+    auth_timeout_seconds: float = 5.0
+    query_timeout_seconds: float = 10.0
+    publish_timeout_seconds: float = 5.0

@@ -1,0 +1,60 @@
+"""Everything a gateway process holds, built once at start-up."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from chatbus_contracts import subjects
+from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER
+from chatbus_runtime.bus import create_broker
+from faststream.nats import NatsBroker, NatsMessage
+from opentelemetry.sdk.trace import TracerProvider
+
+from .auth import TokenVerifier
+from .conversations import ConversationClient
+from .replies import ReplyRouter
+from .settings import GatewaySettings
+from .turns import TurnAcceptor
+
+
+@dataclass
+class GatewayState:
+    """The broker, the reply router and the objects built on them."""
+
+    settings: GatewaySettings
+    gateway_id: str
+    broker: NatsBroker
+    router: ReplyRouter
+    verifier: TokenVerifier
+    conversations: ConversationClient
+    acceptor: TurnAcceptor
+
+
+def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> GatewayState:
+    """Wire the gateway: one chunk subscription for this process, clients on the broker."""
+    gateway_id = secrets.token_hex(6)
+    broker = create_broker(settings, service_name="gateway", tracer_provider=tracer_provider)
+    router = ReplyRouter()
+
+    @broker.subscriber(subjects.chat_chunks_gateway_wildcard(gateway_id))
+    async def on_chunk(msg: NatsMessage) -> None:
+        router.dispatch(REPLY_CHUNK_ADAPTER.validate_json(msg.body))
+
+    conversations = ConversationClient(broker, settings.query_timeout_seconds)
+    return GatewayState(
+        settings=settings,
+        gateway_id=gateway_id,
+        broker=broker,
+        router=router,
+        verifier=TokenVerifier(settings.jwt_secret.get_secret_value(), settings.jwt_algorithm),
+        conversations=conversations,
+        acceptor=TurnAcceptor(
+            broker,
+            router,
+            conversations,
+            gateway_id=gateway_id,
+            max_content_bytes=settings.max_content_bytes,
+            publish_timeout_seconds=settings.publish_timeout_seconds,
+        ),
+    )

@@ -1,0 +1,120 @@
+"""Accepting a chat turn: validate, make it durable in JetStream, then say `chat.accepted`."""
+
+from __future__ import annotations
+
+import logging
+
+from chatbus_contracts import subjects
+from chatbus_contracts.commands import GenerateReply
+from chatbus_contracts.common import derived_id
+from chatbus_contracts.errors import ErrorCode
+from chatbus_contracts.streams import CHAT_REQUESTS
+from chatbus_contracts.ws import ChatAccepted, ChatSend
+from faststream.nats import NatsBroker
+from nats.errors import Error as NatsError
+
+from .conversations import ConversationClient
+from .replies import ChunkQueue, ReplyRouter
+
+logger = logging.getLogger(__name__)
+
+
+class TurnRefused(Exception):
+    """A `chat.send` that cannot be accepted; becomes a `chat.error` frame."""
+
+    def __init__(self, code: ErrorCode, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class TurnAcceptor:
+    """Turns a `chat.send` into a durable `GenerateReply` on CHAT_REQUESTS.
+
+    Every id of the turn is derived from (user, client message id): a resend of the
+    same `chat.send` gets the same ids, and JetStream's `Nats-Msg-Id` dedupe keeps
+    it from starting a second generation.
+    """
+
+    def __init__(
+        self,
+        broker: NatsBroker,
+        router: ReplyRouter,
+        conversations: ConversationClient,
+        *,
+        gateway_id: str,
+        max_content_bytes: int,
+        publish_timeout_seconds: float,
+    ) -> None:
+        self._broker = broker
+        self._router = router
+        self._conversations = conversations
+        self._gateway_id = gateway_id
+        self._max_content_bytes = max_content_bytes
+        self._publish_timeout = publish_timeout_seconds
+
+    async def accept(self, user_id: str, send: ChatSend) -> tuple[ChatAccepted, ChunkQueue]:
+        """Publish the turn and wait for the PubAck; the queue then receives its chunks."""
+        if len(send.content.encode()) > self._max_content_bytes:
+            raise TurnRefused(
+                ErrorCode.CONTENT_TOO_LARGE,
+                f"content is larger than {self._max_content_bytes} bytes",
+            )
+        request_id = derived_id("request", user_id, send.id)
+        if send.conversation_id is not None:
+            try:
+                found = await self._conversations.get(
+                    user_id, send.conversation_id, include_messages=False
+                )
+            except (NatsError, TimeoutError) as error:
+                raise TurnRefused(
+                    ErrorCode.UNAVAILABLE,
+                    "conversations are unavailable; send it again",
+                    retryable=True,
+                ) from error
+            if found is None:
+                raise TurnRefused(ErrorCode.CONVERSATION_NOT_FOUND, "conversation not found")
+        conversation_id = send.conversation_id or derived_id(request_id, "conversation")
+        command = GenerateReply(
+            request_id=request_id,
+            client_message_id=send.id,
+            user_id=user_id,
+            conversation_id=conversation_id,
+            new_conversation=send.conversation_id is None,
+            user_message_id=derived_id(request_id, "user"),
+            assistant_message_id=derived_id(request_id, "assistant"),
+            content=send.content,
+            model=send.model,
+            provider=send.provider,
+            system=send.system,
+            temperature=send.temperature,
+            max_tokens=send.max_tokens,
+            reply_subject=subjects.chat_chunks_subject(self._gateway_id, request_id),
+        )
+        # Listen before publishing, so not even the first chunk can be missed.
+        queue = self._router.open(request_id)
+        try:
+            await self._broker.publish(
+                command,
+                subjects.CHAT_REQUESTS,
+                headers={"Nats-Msg-Id": str(request_id)},
+                stream=CHAT_REQUESTS.name,
+                timeout=self._publish_timeout,
+            )
+        except (NatsError, TimeoutError) as error:
+            self._router.close(request_id, queue)
+            logger.warning("publish of %s failed: %s", request_id, error)
+            raise TurnRefused(
+                ErrorCode.UNAVAILABLE,
+                "the request could not be stored; send it again",
+                retryable=True,
+            ) from error
+        accepted = ChatAccepted(
+            id=send.id,
+            request_id=request_id,
+            conversation_id=conversation_id,
+            user_message_id=command.user_message_id,
+            assistant_message_id=command.assistant_message_id,
+        )
+        return accepted, queue

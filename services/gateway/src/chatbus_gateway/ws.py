@@ -1,0 +1,43 @@
+"""The WebSocket endpoint `/v1/ws`: authenticate, then hand the socket to a `ChatSession`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chatbus_contracts.errors import CLOSE_UNAUTHENTICATED
+from chatbus_contracts.ws import AuthFrame
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from .auth import InvalidToken, bearer_token
+from .session import ChatSession
+from .state import GatewayState
+
+router = APIRouter()
+
+
+async def _first_frame_token(websocket: WebSocket, wait_seconds: float) -> str | None:
+    """The token of a browser's first `auth` frame, if it comes in time and is one."""
+    try:
+        text = await asyncio.wait_for(websocket.receive_text(), wait_seconds)
+        return AuthFrame.model_validate_json(text).token
+    except (TimeoutError, ValidationError, WebSocketDisconnect):
+        return None
+
+
+@router.websocket("/v1/ws")
+async def chat_socket(websocket: WebSocket) -> None:
+    """Authenticate by header or first frame (close 4401 on failure), then serve frames."""
+    state: GatewayState = websocket.app.state.gateway
+    await websocket.accept()
+    token = bearer_token(websocket.headers.get("authorization"))
+    if token is None:
+        token = await _first_frame_token(websocket, state.settings.auth_timeout_seconds)
+    try:
+        if token is None:
+            raise InvalidToken("no token")
+        user_id = state.verifier.user_id(token)
+    except InvalidToken as error:
+        await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=str(error)[:120])
+        return
+    await ChatSession(websocket, user_id, state.acceptor, state.router).run()

@@ -1,0 +1,60 @@
+"""The inference service's whole wiring: one durable pull consumer on CHAT_REQUESTS."""
+
+from __future__ import annotations
+
+import logging
+
+from chatbus_contracts.commands import GenerateReply
+from chatbus_contracts.streams import INFERENCE_CONSUMER
+from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
+from faststream import AckPolicy
+from faststream.nats import NatsBroker, NatsMessage
+from opentelemetry.sdk.trace import TracerProvider
+
+from .routing import ProviderRouter
+from .settings import InferenceSettings
+from .turn import TurnRunner
+
+logger = logging.getLogger(__name__)
+
+
+class InferenceService:
+    """Any number of replicas share the `inference` consumer; each runs up to N turns at once."""
+
+    def __init__(self, settings: InferenceSettings, tracer_provider: TracerProvider) -> None:
+        self.settings = settings
+        self.broker: NatsBroker = create_broker(
+            settings, service_name="inference", tracer_provider=tracer_provider
+        )
+        self.router = ProviderRouter(settings)
+        self.runner = TurnRunner(
+            self.broker, self.router, history_timeout_seconds=settings.history_timeout_seconds
+        )
+        self._wire()
+
+    def _wire(self) -> None:
+        runner = self.runner
+        subscription = durable_subscription(INFERENCE_CONSUMER, ack_policy=AckPolicy.MANUAL)
+
+        # max_workers bounds concurrent turns; when all are busy the subscriber stops
+        # fetching, so another replica pulls the next request.
+        @self.broker.subscriber(**subscription, max_workers=self.settings.max_concurrent_turns)
+        async def on_request(request: GenerateReply, msg: NatsMessage) -> None:
+            try:
+                await runner.run(request, msg)
+            except Exception:
+                logger.exception(
+                    "turn %s hit an infrastructure error; redelivering", request.request_id
+                )
+                await msg.nack(delay=1)
+                return
+            await msg.ack()
+
+    async def start(self) -> None:
+        """Connect, declare streams and the shared consumer, start pulling."""
+        await start_broker(self.broker, INFERENCE_CONSUMER)
+        logger.info("inference started; default model %s", self.router.default_model)
+
+    async def stop(self) -> None:
+        """Stop pulling; FastStream waits for running turns up to its graceful timeout."""
+        await self.broker.stop()

@@ -1,0 +1,49 @@
+"""The usage service's whole wiring: a durable consumer of `usage.recorded`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from chatbus_contracts.events import UsageRecorded
+from chatbus_contracts.streams import USAGE_CONSUMER
+from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
+from chatbus_runtime.database import create_engine, upgrade_schema
+from faststream.nats import NatsBroker
+from opentelemetry.sdk.trace import TracerProvider
+
+from .ledger import Ledger
+from .models import SCHEMA
+from .settings import UsageSettings
+
+logger = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class UsageService:
+    """Owns the token and cost ledger."""
+
+    def __init__(self, settings: UsageSettings, tracer_provider: TracerProvider) -> None:
+        self.settings = settings
+        self.broker: NatsBroker = create_broker(
+            settings, service_name="usage", tracer_provider=tracer_provider
+        )
+        self.engine = create_engine(settings.database_url)
+        self.ledger = Ledger(self.engine)
+        ledger = self.ledger
+
+        @self.broker.subscriber(**durable_subscription(USAGE_CONSUMER, batch_size=16))
+        async def on_usage_recorded(event: UsageRecorded) -> None:
+            await ledger.record(event)
+
+    async def start(self) -> None:
+        """Migrate, connect, declare streams and the consumer, then start consuming."""
+        if self.settings.migrate_on_start:
+            await upgrade_schema(MIGRATIONS, self.settings.database_url, SCHEMA)
+        await start_broker(self.broker, USAGE_CONSUMER)
+        logger.info("usage service started")
+
+    async def stop(self) -> None:
+        """Stop consuming, then close the database pool."""
+        await self.broker.stop()
+        await self.engine.dispose()

@@ -1,0 +1,47 @@
+"""Idempotent writes to the ledger."""
+
+from __future__ import annotations
+
+from chatbus_contracts.events import UsageRecorded
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .models import LedgerRow
+
+
+class Ledger:
+    """Appends `usage.recorded` events; a redelivered event is a no-op."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def record(self, event: UsageRecorded) -> bool:
+        """Insert the row; False if this event was already recorded."""
+        statement = (
+            insert(LedgerRow)
+            .values(
+                event_id=event.event_id,
+                user_id=event.user_id,
+                request_id=event.request_id,
+                conversation_id=event.conversation_id,
+                message_id=event.message_id,
+                kind=event.kind,
+                status=event.status,
+                provider=event.provider,
+                model=event.model,
+                prompt_tokens=event.usage.prompt_tokens,
+                completion_tokens=event.usage.completion_tokens,
+                cached_tokens=event.usage.cached_tokens,
+                cache_write_tokens=event.usage.cache_write_tokens,
+                cost_usd=event.cost_usd,
+                price_source=event.price_source,
+                latency_ms=event.latency_ms,
+                finish_reason=event.finish_reason,
+                occurred_at=event.occurred_at,
+            )
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(LedgerRow.id)
+        )
+        async with self._engine.begin() as connection:
+            inserted = (await connection.execute(statement)).scalar_one_or_none()
+        return inserted is not None
