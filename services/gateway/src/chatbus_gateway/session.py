@@ -11,14 +11,13 @@ from chatbus_contracts.common import Model
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.ws import AuthFrame, ChatError, ChatSend, Ping, Pong
 from fastapi import WebSocket, WebSocketDisconnect
-from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from .frames import BadFrame, chunk_frame, parse_client_frame
 from .replies import ChunkQueue, ReplyRouter
 from .turns import TurnAcceptor, TurnRefused
 
 logger = logging.getLogger(__name__)
-tracer = trace.get_tracer("chatbus.gateway")
 
 
 class ChatSession:
@@ -30,11 +29,13 @@ class ChatSession:
         user_id: str,
         acceptor: TurnAcceptor,
         router: ReplyRouter,
+        tracer: Tracer,
     ) -> None:
         self._websocket = websocket
         self._user_id = user_id
         self._acceptor = acceptor
         self._router = router
+        self._tracer = tracer
         self._send_lock = asyncio.Lock()
         self._turns: set[asyncio.Task[None]] = set()
 
@@ -84,7 +85,7 @@ class ChatSession:
             )
 
     async def _turn(self, send: ChatSend) -> None:
-        with tracer.start_as_current_span(
+        with self._tracer.start_as_current_span(
             "chat.turn", attributes={"chatbus.user_id": self._user_id}
         ):
             try:

@@ -10,6 +10,7 @@ from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER
 from chatbus_runtime.bus import create_broker
 from faststream.nats import NatsBroker, NatsMessage
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
 
 from .auth import TokenVerifier
 from .conversations import ConversationClient
@@ -29,6 +30,7 @@ class GatewayState:
     verifier: TokenVerifier
     conversations: ConversationClient
     acceptor: TurnAcceptor
+    tracer: Tracer
 
 
 def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> GatewayState:
@@ -57,4 +59,5 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
             max_content_bytes=settings.max_content_bytes,
             publish_timeout_seconds=settings.publish_timeout_seconds,
         ),
+        tracer=tracer_provider.get_tracer("chatbus.gateway"),
     )

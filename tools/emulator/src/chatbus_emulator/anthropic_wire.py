@@ -84,7 +84,7 @@ class AnthropicWire:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return "messages: Field required"
-        if "max_tokens" not in body:
+        if body.get("max_tokens") is None:
             return "max_tokens: Field required"
         if "stream" in body and not isinstance(body["stream"], bool | None):
             return "stream: Input should be a valid boolean"

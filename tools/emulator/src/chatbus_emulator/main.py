@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: Sequence[str] | None = None) -> None:
     """Parse ``argv``, print the base URL, and serve until interrupted."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.first_token_delay_ms < 0 or args.inter_token_delay_ms < 0:
-        build_parser().error("delays must be >= 0")
+        parser.error("delays must be >= 0")
     state = EmulatorState(
         reply=args.reply,
         first_token_delay_ms=args.first_token_delay_ms,

@@ -1,0 +1,119 @@
+"""The whole chatbus system in the test's event loop, on real NATS and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import jwt
+import uvicorn
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from chatbus_cli.embedded import free_port
+from chatbus_conversation.app import ConversationService
+from chatbus_conversation.settings import ConversationSettings
+from chatbus_embeddings.app import EmbeddingsService
+from chatbus_embeddings.settings import EmbeddingsSettings
+from chatbus_emulator.server import run_emulator
+from chatbus_emulator.state import EmulatorState
+from chatbus_gateway.app import create_app
+from chatbus_gateway.settings import GatewaySettings
+from chatbus_inference.app import InferenceService
+from chatbus_inference.settings import InferenceSettings
+from chatbus_usage.app import UsageService
+from chatbus_usage.settings import UsageSettings
+
+from .infra import Infra
+
+JWT_SECRET = "test-secret-0123456789-abcdefghij"
+MODEL = "gpt-4o-mini"
+
+
+@dataclass
+class Stack:
+    """Handles a test needs: URLs, the emulator's state, spans, SQL."""
+
+    infra: Infra
+    gateway_url: str
+    emulator: EmulatorState
+    spans: InMemorySpanExporter
+    settings: GatewaySettings
+
+    @property
+    def ws_url(self) -> str:
+        return self.gateway_url.replace("http://", "ws://") + "/v1/ws"
+
+    def token(self, user: str, *, ttl_seconds: int = 3600) -> str:
+        now = int(time.time())
+        return jwt.encode(
+            {"sub": user, "iat": now, "exp": now + ttl_seconds}, JWT_SECRET, algorithm="HS256"
+        )
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        dsn = self.infra.database_url.replace("+asyncpg", "")
+        connection = await asyncpg.connect(dsn)
+        try:
+            return list(await connection.fetch(sql, *args))
+        finally:
+            await connection.close()
+
+    async def wait_for(
+        self, check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not await check():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met in time")
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def run_stack(infra: Infra) -> AsyncIterator[Stack]:
+    """Start the emulator, the four backend services and the gateway; stop them after."""
+    common = {"nats_url": infra.nats_url, "database_url": infra.database_url}
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    emulator = EmulatorState()
+    async with run_emulator(emulator) as emulator_url:
+        services = [
+            ConversationService(ConversationSettings(**common), provider),
+            UsageService(UsageSettings(**common), provider),
+            EmbeddingsService(EmbeddingsSettings(**common), provider),
+            InferenceService(
+                InferenceSettings(
+                    **common,
+                    OPENAI_API_KEY="emulator",
+                    OPENAI_BASE_URL=f"{emulator_url}/v1",
+                    default_model=MODEL,
+                ),
+                provider,
+            ),
+        ]
+        for service in services:
+            await service.start()
+        port = free_port()
+        settings = GatewaySettings(
+            **common, jwt_secret=JWT_SECRET, gateway_port=port, auth_timeout_seconds=1.0
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings, provider), host="127.0.0.1", port=port,
+                           log_config=None, lifespan="on")
+        )
+        server_task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        try:
+            yield Stack(infra, f"http://127.0.0.1:{port}", emulator, spans, settings)
+        finally:
+            server.should_exit = True
+            await server_task
+            for service in reversed(services):
+                await service.stop()
