@@ -12,10 +12,6 @@ from typing import Any
 import asyncpg
 import jwt
 import uvicorn
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
 from chatbus_cli.embedded import free_port
 from chatbus_conversation.app import ConversationService
 from chatbus_conversation.settings import ConversationSettings
@@ -29,6 +25,9 @@ from chatbus_inference.app import InferenceService
 from chatbus_inference.settings import InferenceSettings
 from chatbus_usage.app import UsageService
 from chatbus_usage.settings import UsageSettings
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from .infra import Infra
 
@@ -65,9 +64,9 @@ class Stack:
             await connection.close()
 
     async def wait_for(
-        self, check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0
+        self, check: Callable[[], Awaitable[bool]], *, within_seconds: float = 30.0
     ) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within_seconds
         while not await check():
             if time.monotonic() > deadline:
                 raise AssertionError("condition not met in time")
@@ -104,11 +103,16 @@ async def run_stack(infra: Infra) -> AsyncIterator[Stack]:
             **common, jwt_secret=JWT_SECRET, gateway_port=port, auth_timeout_seconds=1.0
         )
         server = uvicorn.Server(
-            uvicorn.Config(create_app(settings, provider), host="127.0.0.1", port=port,
-                           log_config=None, lifespan="on")
+            uvicorn.Config(
+                create_app(settings, provider),
+                host="127.0.0.1",
+                port=port,
+                log_config=None,
+                lifespan="on",
+            )
         )
         server_task = asyncio.create_task(server.serve())
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 (uvicorn only exposes a flag)
             await asyncio.sleep(0.02)
         try:
             yield Stack(infra, f"http://127.0.0.1:{port}", emulator, spans, settings)

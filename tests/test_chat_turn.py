@@ -35,8 +35,15 @@ async def test_two_turns_are_streamed_stored_billed_embedded_and_published(stack
         first = await read_turn(ws)
         conversation_id = first.accepted["conversation_id"]
         # Sent the instant chat.end arrives: the history must already hold turn one.
-        await send(ws, {"type": "chat.send", "id": "turn-2", "conversation_id": conversation_id,
-                        "content": "And JetStream?"})
+        await send(
+            ws,
+            {
+                "type": "chat.send",
+                "id": "turn-2",
+                "conversation_id": conversation_id,
+                "content": "And JetStream?",
+            },
+        )
         second = await read_turn(ws)
 
     for turn in (first, second):
@@ -46,40 +53,55 @@ async def test_two_turns_are_streamed_stored_billed_embedded_and_published(stack
         assert turn.end["model"].startswith(MODEL) and turn.end["provider"] == "openai"
 
     # The provider saw turn one (question and answer) inside turn two's prompt.
-    prompts = [r.body["messages"] for r in stack.emulator.requests() if r.body["messages"][-1]
-               ["content"] in ("What is NATS?", "And JetStream?")]
+    prompts = [
+        r.body["messages"]
+        for r in stack.emulator.requests()
+        if r.body["messages"][-1]["content"] in ("What is NATS?", "And JetStream?")
+    ]
     assert [m["content"] for m in prompts[-1]] == ["What is NATS?", first.text, "And JetStream?"]
 
     async def all_stored() -> bool:
         rows = await stack.fetch(
-            "SELECT count(*) AS n FROM embeddings.message_embeddings WHERE user_id = $1", user)
-        ledger = await stack.fetch("SELECT count(*) AS n FROM usage.ledger WHERE user_id = $1", user)
+            "SELECT count(*) AS n FROM embeddings.message_embeddings WHERE user_id = $1", user
+        )
+        ledger = await stack.fetch(
+            "SELECT count(*) AS n FROM usage.ledger WHERE user_id = $1", user
+        )
         return rows[0]["n"] == 4 and ledger[0]["n"] == 2 and len(created) == 4
 
     await stack.wait_for(all_stored)
 
     messages = await stack.fetch(
         "SELECT id, role, content FROM conversation.messages WHERE conversation_id = $1 "
-        "ORDER BY created_at", uuid.UUID(conversation_id))
+        "ORDER BY created_at",
+        uuid.UUID(conversation_id),
+    )
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
     assert messages[1]["content"] == first.text and messages[3]["content"] == second.text
     assert str(messages[3]["id"]) == second.end["message_id"]
 
     ledger = await stack.fetch(
         "SELECT prompt_tokens, completion_tokens, cost_usd, model FROM usage.ledger "
-        "WHERE user_id = $1 ORDER BY occurred_at", user)
+        "WHERE user_id = $1 ORDER BY occurred_at",
+        user,
+    )
     for row, turn in zip(ledger, (first, second), strict=True):
         usage = turn.end["usage"]
         assert (row["prompt_tokens"], row["completion_tokens"]) == (
-            usage["prompt_tokens"], usage["completion_tokens"])
-        expected = calc_price(Usage(input_tokens=row["prompt_tokens"],
-                                    output_tokens=row["completion_tokens"]),
-                              row["model"], provider_id="openai").total_price
+            usage["prompt_tokens"],
+            usage["completion_tokens"],
+        )
+        expected = calc_price(
+            Usage(input_tokens=row["prompt_tokens"], output_tokens=row["completion_tokens"]),
+            row["model"],
+            provider_id="openai",
+        ).total_price
         assert row["cost_usd"] == expected > 0
         assert Decimal(turn.end["cost_usd"]) == expected
 
     vectors = await stack.fetch(
-        "SELECT dimensions FROM embeddings.message_embeddings WHERE user_id = $1", user)
+        "SELECT dimensions FROM embeddings.message_embeddings WHERE user_id = $1", user
+    )
     assert [v["dimensions"] for v in vectors] == [384] * 4
     assert sorted(e["role"] for e in created) == ["assistant", "assistant", "user", "user"]
     await outside.close()
@@ -94,8 +116,11 @@ async def test_a_turn_is_one_trace_across_the_services(stack: Stack) -> None:
     assert turn.end is not None
     await asyncio.sleep(1.0)  # let the consumers finish their spans
     spans = stack.spans.get_finished_spans()
-    root = next(s for s in spans if s.name == "chat.turn"
-                and s.attributes and s.attributes.get("chatbus.user_id") == user)
+    root = next(
+        s
+        for s in spans
+        if s.name == "chat.turn" and s.attributes and s.attributes.get("chatbus.user_id") == user
+    )
     trace_id = root.context.trace_id
     names = {s.name for s in spans if s.context.trace_id == trace_id}
     assert any("chat.requests" in name for name in names), names

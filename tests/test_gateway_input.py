@@ -29,12 +29,21 @@ async def _assert_usable(ws: ClientConnection) -> None:
         (json.dumps({"type": "chat.fly", "id": "x1"}), "unknown_type", "x1"),
         (json.dumps({"type": "chat.send", "id": "x2"}), "invalid_frame", "x2"),
         (json.dumps({"type": "chat.send", "id": "x3", "content": 42}), "invalid_frame", "x3"),
-        (json.dumps({"type": "chat.send", "id": "x4", "content": "hi", "temperature": "hot"}),
-         "invalid_frame", "x4"),
-        (json.dumps({"type": "chat.send", "id": "x5", "content": "hi", "surprise": 1}),
-         "invalid_frame", "x5"),
-        (json.dumps({"type": "chat.send", "id": "x6", "content": "x" * (32 * 1024 + 1)}),
-         "content_too_large", "x6"),
+        (
+            json.dumps({"type": "chat.send", "id": "x4", "content": "hi", "temperature": "hot"}),
+            "invalid_frame",
+            "x4",
+        ),
+        (
+            json.dumps({"type": "chat.send", "id": "x5", "content": "hi", "surprise": 1}),
+            "invalid_frame",
+            "x5",
+        ),
+        (
+            json.dumps({"type": "chat.send", "id": "x6", "content": "x" * (32 * 1024 + 1)}),
+            "content_too_large",
+            "x6",
+        ),
     ],
 )
 async def test_bad_frames_get_a_coded_error_and_the_socket_stays_usable(
@@ -59,11 +68,21 @@ async def test_another_users_conversation_is_not_found(stack: Stack) -> None:
     intruder = {"Authorization": f"Bearer {stack.token('mallory')}"}
     async with connect(stack.ws_url, additional_headers=intruder) as ws:
         for target in (conversation_id, str(uuid.uuid4())):
-            await send(ws, {"type": "chat.send", "id": f"m-{target}", "conversation_id": target,
-                            "content": "let me in"})
+            await send(
+                ws,
+                {
+                    "type": "chat.send",
+                    "id": f"m-{target}",
+                    "conversation_id": target,
+                    "content": "let me in",
+                },
+            )
             error = await receive(ws)
             assert (error["type"], error["code"], error["id"]) == (
-                "chat.error", "conversation_not_found", f"m-{target}")
+                "chat.error",
+                "conversation_not_found",
+                f"m-{target}",
+            )
         await _assert_usable(ws)
     async with httpx.AsyncClient(base_url=stack.gateway_url) as http:
         foreign = await http.get(f"/v1/conversations/{conversation_id}", headers=intruder)
@@ -117,7 +136,8 @@ async def test_rest_needs_a_token_and_reports_ready(stack: Stack) -> None:
         assert missing.status_code == 401
         assert missing.json()["error"]["code"] == "unauthenticated"
         bad_limit = await http.get(
-            "/v1/conversations?limit=1000", headers={"Authorization": f"Bearer {stack.token('x')}"})
+            "/v1/conversations?limit=1000", headers={"Authorization": f"Bearer {stack.token('x')}"}
+        )
         assert bad_limit.status_code == 422
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         ready = await http.get("/readyz")

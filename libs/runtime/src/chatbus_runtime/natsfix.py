@@ -8,7 +8,6 @@ keeps the loop quiet. Remove when nats-py raises its own error again.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -22,7 +21,7 @@ async def _fetch(self: JetStreamContext.PullSubscription, *args: Any, **kwargs: 
         return await _original_fetch(self, *args, **kwargs)
     except NatsTimeoutError:
         raise
-    except asyncio.TimeoutError as error:
+    except TimeoutError as error:
         raise NatsTimeoutError from error
 
 

@@ -15,9 +15,11 @@ from chatbus_contracts.queries import (
     ConversationView,
     MessageView,
 )
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .models import ConversationRow, MessageRow
 
@@ -61,7 +63,7 @@ def _message_view(row: MessageRow) -> MessageView:
         id=row.id,
         conversation_id=row.conversation_id,
         request_id=row.request_id,
-        role=row.role,  # type: ignore[arg-type]
+        role=row.role,
         content=row.content,
         parent_id=row.parent_id,
         created_at=row.created_at,
@@ -69,7 +71,7 @@ def _message_view(row: MessageRow) -> MessageView:
         provider=row.provider,
         usage=usage,
         cost_usd=row.cost_usd,
-        finish_reason=row.finish_reason,  # type: ignore[arg-type]
+        finish_reason=row.finish_reason,
     )
 
 
@@ -124,7 +126,9 @@ class ConversationStore:
                 .on_conflict_do_nothing(index_elements=["id"])
             )
             owner = await session.scalar(
-                select(ConversationRow.user_id).where(ConversationRow.id == event.conversation_id)
+                select(col(ConversationRow.user_id)).where(
+                    col(ConversationRow.id) == event.conversation_id
+                )
             )
             if owner != event.user_id:
                 logger.warning("message %s names another user's conversation", event.message_id)
@@ -153,15 +157,15 @@ class ConversationStore:
                     event_id=event.event_id,
                 )
                 .on_conflict_do_nothing()
-                .returning(MessageRow.id)
+                .returning(col(MessageRow.id))
             )
             if inserted is None:
                 return False
             await session.execute(
                 update(ConversationRow)
-                .where(ConversationRow.id == event.conversation_id)
+                .where(col(ConversationRow.id) == event.conversation_id)
                 .values(
-                    message_count=ConversationRow.message_count + 1,
+                    message_count=col(ConversationRow.message_count) + 1,
                     updated_at=event.created_at,
                 )
             )
@@ -171,21 +175,21 @@ class ConversationStore:
         self, user_id: str, limit: int, cursor: str | None
     ) -> ConversationPage:
         """One page of the user's conversations, newest first."""
-        query = select(ConversationRow).where(ConversationRow.user_id == user_id)
+        query = select(ConversationRow).where(col(ConversationRow.user_id) == user_id)
         if cursor is not None:
             created_at, conversation_id = decode_cursor(cursor)
             query = query.where(
                 or_(
-                    ConversationRow.created_at < created_at,
+                    col(ConversationRow.created_at) < created_at,
                     and_(
-                        ConversationRow.created_at == created_at,
-                        ConversationRow.id < conversation_id,
+                        col(ConversationRow.created_at) == created_at,
+                        col(ConversationRow.id) < conversation_id,
                     ),
                 )
             )
         query = query.order_by(
-            ConversationRow.created_at.desc(),  # type: ignore[attr-defined]
-            ConversationRow.id.desc(),  # type: ignore[attr-defined]
+            col(ConversationRow.created_at).desc(),
+            col(ConversationRow.id).desc(),
         ).limit(limit + 1)
         async with self._session() as session:
             rows = list((await session.scalars(query)).all())
@@ -204,7 +208,8 @@ class ConversationStore:
         async with self._session() as session:
             row = await session.scalar(
                 select(ConversationRow).where(
-                    ConversationRow.id == conversation_id, ConversationRow.user_id == user_id
+                    col(ConversationRow.id) == conversation_id,
+                    col(ConversationRow.user_id) == user_id,
                 )
             )
             if row is None:
@@ -220,7 +225,9 @@ class ConversationStore:
         """The messages a new turn builds on, oldest first; None for a missing or foreign id."""
         async with self._session() as session:
             owner = await session.scalar(
-                select(ConversationRow.user_id).where(ConversationRow.id == conversation_id)
+                select(col(ConversationRow.user_id)).where(
+                    col(ConversationRow.id) == conversation_id
+                )
             )
             if owner != user_id:
                 return None
@@ -230,9 +237,9 @@ class ConversationStore:
     async def _messages(
         session: AsyncSession, conversation_id: UUID, exclude_request_id: UUID | None
     ) -> list[MessageView]:
-        query = select(MessageRow).where(MessageRow.conversation_id == conversation_id)
+        query = select(MessageRow).where(col(MessageRow.conversation_id) == conversation_id)
         if exclude_request_id is not None:
-            query = query.where(MessageRow.request_id != exclude_request_id)
-        query = query.order_by(MessageRow.created_at, MessageRow.role.desc())  # type: ignore[attr-defined]
+            query = query.where(col(MessageRow.request_id) != exclude_request_id)
+        query = query.order_by(col(MessageRow.created_at), col(MessageRow.role).desc())
         rows = (await session.scalars(query)).all()
         return [_message_view(row) for row in rows]

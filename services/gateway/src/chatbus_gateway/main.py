@@ -12,7 +12,7 @@ from .settings import GatewaySettings
 
 def run() -> None:
     """Serve the gateway on `CHATBUS_GATEWAY_HOST:CHATBUS_GATEWAY_PORT` until SIGINT/SIGTERM."""
-    settings = GatewaySettings()  # type: ignore[call-arg]  # jwt_secret comes from the env
+    settings = GatewaySettings()  # jwt_secret comes from the environment
     setup_logging(settings.log_level, settings.log_format)
     provider = create_tracer_provider("gateway", settings)
     install_global_tracer_provider(provider)

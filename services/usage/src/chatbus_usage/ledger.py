@@ -5,6 +5,7 @@ from __future__ import annotations
 from chatbus_contracts.events import UsageRecorded
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 
 from .models import LedgerRow
 
@@ -40,7 +41,7 @@ class Ledger:
                 occurred_at=event.occurred_at,
             )
             .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(LedgerRow.id)
+            .returning(col(LedgerRow.id))
         )
         async with self._engine.begin() as connection:
             inserted = (await connection.execute(statement)).scalar_one_or_none()

@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from chatbus_contracts.common import TokenUsage
+from chatbus_contracts.common import FinishReason, TokenUsage
 
 from .base import CompletionRequest, Finished, StreamEvent, TextDelta
 
@@ -47,7 +47,7 @@ class DemoProvider:
                 await asyncio.sleep(self._delay)
             yield TextDelta(token)
         prompt = sum(_estimate_tokens(m.content) for m in request.messages)
-        finish = "length" if len(tokens) < len(_TOKEN.findall(reply)) else "stop"
+        finish: FinishReason = "length" if len(tokens) < len(_TOKEN.findall(reply)) else "stop"
         yield Finished(
             usage=TokenUsage(prompt_tokens=prompt, completion_tokens=len(tokens)),
             finish_reason=finish,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import openai
 from chatbus_contracts.common import FinishReason, TokenUsage
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, omit
+from openai.types.chat import ChatCompletionMessageParam
 
 from .base import CompletionRequest, Finished, ProviderError, StreamEvent, TextDelta
 
@@ -53,21 +54,21 @@ class OpenAIProvider:
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Stream one completion from the OpenAI API (or a compatible server)."""
-        arguments: dict[str, Any] = {}
-        if request.temperature is not None:
-            arguments["temperature"] = request.temperature
-        if request.max_tokens is not None:
-            arguments["max_tokens"] = request.max_tokens
+        messages = cast(
+            "list[ChatCompletionMessageParam]",
+            [{"role": m.role, "content": m.content} for m in request.messages],
+        )
         finish_reason: FinishReason = "stop"
         usage: TokenUsage | None = None
         model = request.model
         try:
             stream = await self._client.chat.completions.create(
                 model=request.model,
-                messages=[{"role": m.role, "content": m.content} for m in request.messages],
+                messages=messages,
                 stream=True,
                 stream_options={"include_usage": True},
-                **arguments,
+                temperature=omit if request.temperature is None else request.temperature,
+                max_tokens=omit if request.max_tokens is None else request.max_tokens,
             )
             async with stream:
                 async for chunk in stream:
