@@ -17,9 +17,8 @@ from chatbus_contracts.queries import (
 )
 from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .models import ConversationRow, MessageRow
 
