@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from uuid import UUID
+from collections.abc import AsyncIterator
 
 from chatbus_contracts.chunks import DeltaChunk, ReplyChunk
 from chatbus_contracts.common import Model
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.ws import AuthFrame, ChatError, ChatSend, Ping, Pong
 from fastapi import WebSocket, WebSocketDisconnect
+from faststream.nats import NatsBroker
 from opentelemetry.trace import Tracer
 
 from .frames import BadFrame, chunk_frame, parse_client_frame
-from .replies import ChunkQueue, ReplyRouter
+from .replay import queued_chunks, replay_chunks
+from .replies import ReplyRouter
 from .turns import TurnAcceptor, TurnRefused
 
 logger = logging.getLogger(__name__)
@@ -29,12 +31,14 @@ class ChatSession:
         user_id: str,
         acceptor: TurnAcceptor,
         router: ReplyRouter,
+        broker: NatsBroker,
         tracer: Tracer,
     ) -> None:
         self._websocket = websocket
         self._user_id = user_id
         self._acceptor = acceptor
         self._router = router
+        self._broker = broker
         self._tracer = tracer
         self._send_lock = asyncio.Lock()
         self._turns: set[asyncio.Task[None]] = set()
@@ -89,7 +93,7 @@ class ChatSession:
             "chat.turn", attributes={"chatbus.user_id": self._user_id}
         ):
             try:
-                accepted, queue = await self._acceptor.accept(self._user_id, send)
+                turn = await self._acceptor.accept(self._user_id, send)
             except TurnRefused as refused:
                 await self.send(
                     ChatError(
@@ -111,18 +115,22 @@ class ChatSession:
                     )
                 )
                 return
+            request_id = turn.frame.request_id
             try:
-                await self.send(accepted)
-                await self._relay(accepted.request_id, queue)
+                await self.send(turn.frame)
+                if turn.duplicate:
+                    self._router.close(request_id, turn.queue)
+                    await self._relay(replay_chunks(self._broker, request_id))
+                else:
+                    await self._relay(queued_chunks(turn.queue))
             finally:
-                self._router.close(accepted.request_id, queue)
+                self._router.close(request_id, turn.queue)
 
-    async def _relay(self, request_id: UUID, queue: ChunkQueue) -> None:
+    async def _relay(self, chunks: AsyncIterator[ReplyChunk]) -> None:
         """Send chunks in `seq` order, each exactly once, until the terminal one."""
         next_seq = 1
         early: dict[int, ReplyChunk] = {}
-        while True:
-            chunk = await queue.get()
+        async for chunk in chunks:
             if chunk.seq < next_seq:
                 continue  # a duplicate
             early[chunk.seq] = chunk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from chatbus_contracts import subjects
 from chatbus_contracts.commands import GenerateReply
@@ -27,6 +28,19 @@ class TurnRefused(Exception):
         self.code = code
         self.message = message
         self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class AcceptedTurn:
+    """A durable turn: the frame to send, where its chunks arrive, and whether it is a resend.
+
+    A resend (JetStream reported a duplicate) started no new generation; its chunks so
+    far are in the CHAT_CHUNKS stream, not in `queue`.
+    """
+
+    frame: ChatAccepted
+    queue: ChunkQueue
+    duplicate: bool
 
 
 class TurnAcceptor:
@@ -54,7 +68,7 @@ class TurnAcceptor:
         self._max_content_bytes = max_content_bytes
         self._publish_timeout = publish_timeout_seconds
 
-    async def accept(self, user_id: str, send: ChatSend) -> tuple[ChatAccepted, ChunkQueue]:
+    async def accept(self, user_id: str, send: ChatSend) -> AcceptedTurn:
         """Publish the turn and wait for the PubAck; the queue then receives its chunks."""
         if len(send.content.encode()) > self._max_content_bytes:
             raise TurnRefused(
@@ -95,7 +109,7 @@ class TurnAcceptor:
         # Listen before publishing, so not even the first chunk can be missed.
         queue = self._router.open(request_id)
         try:
-            await self._broker.publish(
+            ack = await self._broker.publish(
                 command,
                 subjects.CHAT_REQUESTS,
                 headers={"Nats-Msg-Id": str(request_id)},
@@ -117,4 +131,4 @@ class TurnAcceptor:
             user_message_id=command.user_message_id,
             assistant_message_id=command.assistant_message_id,
         )
-        return accepted, queue
+        return AcceptedTurn(accepted, queue, duplicate=bool(ack.duplicate))

@@ -40,4 +40,7 @@ async def chat_socket(websocket: WebSocket) -> None:
     except InvalidToken as error:
         await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=str(error)[:120])
         return
-    await ChatSession(websocket, user_id, state.acceptor, state.router, state.tracer).run()
+    session = ChatSession(
+        websocket, user_id, state.acceptor, state.router, state.broker, state.tracer
+    )
+    await session.run()
