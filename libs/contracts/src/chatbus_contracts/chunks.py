@@ -1,7 +1,7 @@
 """Reply chunks: inference -> gateway on `chat.chunks.<gateway>.<request>`.
 
 `seq` numbers every chunk of a request from 1 without gaps; deltas come first and
-exactly one terminal chunk (`end` or `error`) closes the stream.
+exactly one terminal chunk (`end`, `error` or `stopped`) closes the stream.
 """
 
 from __future__ import annotations
@@ -50,5 +50,16 @@ class ErrorChunk(Model):
     retryable: bool = False
 
 
-ReplyChunk = Annotated[DeltaChunk | EndChunk | ErrorChunk, Field(discriminator="kind")]
+class StoppedChunk(Model):
+    """The generation was stopped by `chat.stop`; the partial message has been published."""
+
+    kind: Literal["stopped"] = "stopped"
+    request_id: UUID
+    seq: int = Field(ge=1)
+    message_id: UUID
+
+
+ReplyChunk = Annotated[
+    DeltaChunk | EndChunk | ErrorChunk | StoppedChunk, Field(discriminator="kind")
+]
 REPLY_CHUNK_ADAPTER: TypeAdapter[ReplyChunk] = TypeAdapter(ReplyChunk)

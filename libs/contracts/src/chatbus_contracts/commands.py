@@ -39,3 +39,9 @@ class StopGeneration(Model):
 
     request_id: UUID
     user_id: str
+
+
+class StopAcknowledged(Model):
+    """Reply of the inference replica that owns a request to `StopGeneration`."""
+
+    request_id: UUID

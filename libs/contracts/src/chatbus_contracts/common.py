@@ -46,6 +46,9 @@ class TokenUsage(Model):
     completion_tokens: int = Field(ge=0)
     cached_tokens: int = Field(default=0, ge=0, description="Prompt tokens read from cache.")
     cache_write_tokens: int = Field(default=0, ge=0, description="Prompt tokens written to cache.")
+    estimated: bool = Field(
+        default=False, description="True when chatbus estimated the counts (e.g. a stopped stream)."
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

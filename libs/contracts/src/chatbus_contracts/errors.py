@@ -28,6 +28,12 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     UNAVAILABLE = "unavailable"
     PROVIDER_ERROR = "provider_error"
+    RATE_LIMITED = "rate_limited"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    PROVIDER_TIMEOUT = "provider_timeout"
+    AUTH_FAILED = "auth_failed"
+    INVALID_REQUEST = "invalid_request"
+    CONTEXT_TOO_LONG = "context_too_long"
 
 
 # WebSocket close codes.

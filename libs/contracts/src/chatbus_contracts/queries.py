@@ -95,3 +95,25 @@ class HistoryReply(Model):
     caught_up: bool = Field(
         default=True, description="False when the read barrier timed out (history may lag)."
     )
+
+
+class ListModels(Model):
+    """Ask an inference replica for the model catalogue."""
+
+
+class ModelInfo(Model):
+    """One model a turn may name."""
+
+    id: str
+    provider: str
+    upstream: str
+    context_window: int
+    max_output_tokens: int
+    fallbacks: list[str]
+
+
+class ModelList(Model):
+    """Reply to `ListModels`: the models whose provider is configured, and the default."""
+
+    models: list[ModelInfo]
+    default_model: str

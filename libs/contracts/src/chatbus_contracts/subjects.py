@@ -19,6 +19,7 @@ CHAT_CHUNKS_ALL = f"{CHAT_CHUNKS_PREFIX}.>"
 
 # Core: gateway -> the inference replica that owns the request.
 CHAT_CANCEL_PREFIX = "chat.cancel"
+CHAT_CANCEL_ALL = f"{CHAT_CANCEL_PREFIX}.*"
 
 # Domain events, JetStream stream EVENTS.
 MESSAGE_CREATED = "message.created"
@@ -42,8 +43,11 @@ CONVERSATION_QUERY_LIST = "conversation.query.list"
 CONVERSATION_QUERY_GET = "conversation.query.get"
 CONVERSATION_QUERY_HISTORY = "conversation.query.history"
 
+MODELS_QUERY_LIST = "inference.query.models"
+
 # Queue groups: one per service, so replicas share request/reply work.
 CONVERSATION_QUEUE = "conversation"
+INFERENCE_QUEUE = "inference"
 
 
 def chat_chunks_subject(gateway_id: str, request_id: UUID) -> str:

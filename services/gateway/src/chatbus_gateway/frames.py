@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chatbus_contracts.chunks import DeltaChunk, EndChunk, ReplyChunk
+from chatbus_contracts.chunks import DeltaChunk, EndChunk, ReplyChunk, StoppedChunk
 from chatbus_contracts.common import format_usd
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.ws import (
@@ -14,6 +14,7 @@ from chatbus_contracts.ws import (
     ChatDelta,
     ChatEnd,
     ChatError,
+    ChatStopped,
     ClientFrame,
 )
 from pydantic import ValidationError
@@ -61,7 +62,7 @@ def parse_client_frame(text: str) -> ClientFrame:
         ) from error
 
 
-def chunk_frame(chunk: ReplyChunk) -> ChatDelta | ChatEnd | ChatError:
+def chunk_frame(chunk: ReplyChunk) -> ChatDelta | ChatEnd | ChatError | ChatStopped:
     """The server frame that relays one reply chunk."""
     if isinstance(chunk, DeltaChunk):
         return ChatDelta(request_id=chunk.request_id, seq=chunk.seq, text=chunk.text)
@@ -76,6 +77,8 @@ def chunk_frame(chunk: ReplyChunk) -> ChatDelta | ChatEnd | ChatError:
             provider=chunk.provider,
             latency_ms=chunk.latency_ms,
         )
+    if isinstance(chunk, StoppedChunk):
+        return ChatStopped(request_id=chunk.request_id, message_id=chunk.message_id)
     return ChatError(
         request_id=chunk.request_id,
         code=chunk.code,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from chatbus_contracts.queries import ConversationDetail, ConversationPage
+from chatbus_contracts import subjects
+from chatbus_contracts.queries import ConversationDetail, ConversationPage, ListModels, ModelList
 from chatbus_contracts.streams import ALL_STREAMS
 from fastapi import APIRouter, Query, status
 from nats.errors import Error as NatsError
@@ -44,6 +45,26 @@ async def get_conversation(
             status.HTTP_404_NOT_FOUND, "conversation_not_found", "conversation not found"
         )
     return found
+
+
+@router.get("/v1/models")
+async def list_models(user_id: CurrentUser, state: State) -> dict[str, Any]:
+    """The model catalogue in the OpenAI list format (with chatbus's extra fields)."""
+    try:
+        response = await state.broker.request(
+            ListModels(), subjects.MODELS_QUERY_LIST, timeout=state.settings.query_timeout_seconds
+        )
+    except (NatsError, TimeoutError) as error:
+        raise unavailable() from error
+    listing = ModelList.model_validate_json(response.body)
+    return {
+        "object": "list",
+        "default_model": listing.default_model,
+        "data": [
+            {"object": "model", "created": 0, "owned_by": model.provider, **model.model_dump()}
+            for model in listing.models
+        ],
+    }
 
 
 @router.get("/healthz")

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from chatbus_contracts.chunks import DeltaChunk, ReplyChunk
 from chatbus_contracts.common import Model
 from chatbus_contracts.errors import ErrorCode
-from chatbus_contracts.ws import AuthFrame, ChatError, ChatSend, Ping, Pong
+from chatbus_contracts.ws import AuthFrame, ChatError, ChatSend, ChatStop, Ping, Pong
 from fastapi import WebSocket, WebSocketDisconnect
 from faststream.nats import NatsBroker
 from opentelemetry.trace import Tracer
@@ -17,6 +17,7 @@ from opentelemetry.trace import Tracer
 from .frames import BadFrame, chunk_frame, parse_client_frame
 from .replay import queued_chunks, replay_chunks
 from .replies import ReplyRouter
+from .stopping import request_stop
 from .turns import TurnAcceptor, TurnRefused
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class ChatSession:
             task.add_done_callback(self._turns.discard)
         elif isinstance(frame, Ping):
             await self.send(Pong())
+        elif isinstance(frame, ChatStop):
+            await self._stop(frame)
         elif isinstance(frame, AuthFrame):
             await self.send(
                 ChatError(code=ErrorCode.INVALID_FRAME, message="already authenticated")
@@ -85,6 +88,17 @@ class ChatSession:
                     code=ErrorCode.INVALID_FRAME,
                     request_id=frame.request_id,
                     message=f"{frame.type} is not supported by this gateway yet",
+                )
+            )
+
+    async def _stop(self, stop: ChatStop) -> None:
+        """The `chat.stopped` frame follows on the turn's own stream."""
+        if not await request_stop(self._broker, stop.request_id, self._user_id, 2.0):
+            await self.send(
+                ChatError(
+                    request_id=stop.request_id,
+                    code=ErrorCode.NOT_FOUND,
+                    message="no generation with this request id is running",
                 )
             )
 

@@ -1,16 +1,20 @@
-"""The inference service's whole wiring: one durable pull consumer on CHAT_REQUESTS."""
+"""The inference service's whole wiring: the shared CHAT_REQUESTS consumer, stop, models."""
 
 from __future__ import annotations
 
 import logging
 
-from chatbus_contracts.commands import GenerateReply
+from chatbus_contracts import subjects
+from chatbus_contracts.commands import GenerateReply, StopAcknowledged, StopGeneration
+from chatbus_contracts.queries import ListModels, ModelList
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
 from faststream import AckPolicy
 from faststream.nats import NatsBroker, NatsMessage
 from opentelemetry.sdk.trace import TracerProvider
 
+from .catalogue import load_catalogue
+from .providers.registry import configured_providers
 from .routing import ProviderRouter
 from .settings import InferenceSettings
 from .turn import TurnRunner
@@ -26,29 +30,47 @@ class InferenceService:
         self.broker: NatsBroker = create_broker(
             settings, service_name="inference", tracer_provider=tracer_provider
         )
-        self.router = ProviderRouter(settings)
+        self.router = ProviderRouter(
+            configured_providers(settings),
+            load_catalogue(settings.models_file),
+            settings.default_model,
+        )
         self.runner = TurnRunner(
-            self.broker, self.router, history_timeout_seconds=settings.history_timeout_seconds
+            self.broker,
+            self.router,
+            history_timeout_seconds=settings.history_timeout_seconds,
+            retry_policy=settings.retry_policy,
+            timeouts=settings.stream_timeouts,
         )
         self._wire()
 
     def _wire(self) -> None:
-        runner = self.runner
+        broker, runner, router = self.broker, self.runner, self.router
         subscription = durable_subscription(INFERENCE_CONSUMER, ack_policy=AckPolicy.MANUAL)
 
         # max_workers bounds concurrent turns; when all are busy the subscriber stops
         # fetching, so another replica pulls the next request.
-        @self.broker.subscriber(**subscription, max_workers=self.settings.max_concurrent_turns)
+        @broker.subscriber(**subscription, max_workers=self.settings.max_concurrent_turns)
         async def on_request(request: GenerateReply, msg: NatsMessage) -> None:
             try:
                 await runner.run(request, msg)
             except Exception:
                 logger.exception(
-                    "turn %s hit an infrastructure error; redelivering", request.request_id
+                    "turn %s failed on infrastructure; redelivering", request.request_id
                 )
                 await msg.nack(delay=1)
                 return
             await msg.ack()
+
+        # Every replica hears every stop; only the one streaming the turn answers.
+        @broker.subscriber(subjects.CHAT_CANCEL_ALL, no_reply=True)
+        async def on_stop(command: StopGeneration, msg: NatsMessage) -> None:
+            if runner.stop(command.request_id, command.user_id) and msg.reply_to:
+                await broker.publish(StopAcknowledged(request_id=command.request_id), msg.reply_to)
+
+        @broker.subscriber(subjects.MODELS_QUERY_LIST, queue=subjects.INFERENCE_QUEUE)
+        async def list_models(query: ListModels) -> ModelList:
+            return router.listing()
 
     async def start(self) -> None:
         """Connect, declare streams and the shared consumer, start pulling."""

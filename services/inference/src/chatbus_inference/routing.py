@@ -1,57 +1,74 @@
-"""Which provider answers a turn, and with which upstream model."""
+"""Which providers answer a turn: the named model first, then its fallback chain."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openai import AsyncOpenAI
+from chatbus_contracts.queries import ModelList
 
+from .catalogue import Catalogue
 from .providers.base import ChatProvider, ProviderError
-from .providers.demo import DEMO_MODEL, DemoProvider
-from .providers.openai import OpenAIProvider
-from .settings import InferenceSettings
+
+# Preferred default model per configured provider, in this order.
+_DEFAULTS = (("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku"), ("gemini", "gemini-flash"))
 
 
 @dataclass(frozen=True)
 class Route:
-    """A provider and the model name to send it."""
+    """A provider and the upstream model name to send it."""
 
     provider: ChatProvider
     model: str
+    context_window: int
+    max_output_tokens: int
 
 
 class ProviderRouter:
-    """Builds the configured providers once and picks one per turn.
+    """Maps a turn's model (and optional provider) to an ordered list of routes.
 
-    The demo provider is always there; OpenAI (or a compatible server) is added when
-    `OPENAI_API_KEY` or `OPENAI_BASE_URL` is set. With no provider configured every
-    turn goes to the demo provider, which labels its answers as such.
+    With no real provider configured every turn goes to the `demo` provider, which
+    labels its answers as such.
     """
 
-    def __init__(self, settings: InferenceSettings) -> None:
-        self._providers: dict[str, ChatProvider] = {
-            "demo": DemoProvider(settings.demo_token_delay_ms / 1000),
-        }
-        if settings.openai_api_key is not None or settings.openai_base_url is not None:
-            key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "none"
-            client = AsyncOpenAI(api_key=key, base_url=settings.openai_base_url, max_retries=0)
-            self._providers["openai"] = OpenAIProvider(client)
-        self._default_model = settings.default_model or (
-            settings.openai_default_model if "openai" in self._providers else DEMO_MODEL
+    def __init__(
+        self,
+        providers: dict[str, ChatProvider],
+        catalogue: Catalogue,
+        default_model: str | None = None,
+    ) -> None:
+        self._providers = providers
+        self._catalogue = catalogue
+        self._demo_only = set(providers) == {"demo"}
+        fallback = next((m for p, m in _DEFAULTS if p in providers), "demo")
+        self.default_model = "demo" if self._demo_only else default_model or fallback
+
+    def routes(self, model: str | None, provider: str | None = None) -> list[Route]:
+        """The primary route, then every fallback whose provider is configured."""
+        name = "demo" if self._demo_only else model or self.default_model
+        primary = self._route(name, provider, required=True)
+        assert primary is not None
+        chain = [primary]
+        if provider is None:
+            for fallback in self._catalogue.entry(name).fallbacks:
+                route = self._route(fallback, None, required=False)
+                if route is not None and route not in chain:
+                    chain.append(route)
+        return chain
+
+    def _route(self, name: str, provider: str | None, *, required: bool) -> Route | None:
+        entry = self._catalogue.entry(name)
+        provider_name = provider or entry.provider
+        adapter = self._providers.get(provider_name)
+        if adapter is None:
+            if required:
+                raise ProviderError(
+                    "invalid_request", f"provider {provider_name!r} of model {name!r} is not set up"
+                )
+            return None
+        return Route(adapter, entry.upstream, entry.context_window, entry.max_output_tokens)
+
+    def listing(self) -> ModelList:
+        """What `GET /v1/models` shows."""
+        return ModelList(
+            models=self._catalogue.listing(set(self._providers)), default_model=self.default_model
         )
-
-    @property
-    def default_model(self) -> str:
-        """The model a turn gets when it names none."""
-        return self._default_model
-
-    def route(self, model: str | None, provider: str | None) -> Route:
-        """The route for a turn's optional model and provider names."""
-        model = model or self._default_model
-        if provider is not None:
-            if provider not in self._providers:
-                raise ProviderError("invalid_request", f"provider {provider!r} is not configured")
-            return Route(self._providers[provider], model)
-        if model == DEMO_MODEL or "openai" not in self._providers:
-            return Route(self._providers["demo"], DEMO_MODEL)
-        return Route(self._providers["openai"], model)

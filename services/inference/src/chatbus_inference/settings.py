@@ -2,25 +2,65 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from chatbus_runtime.settings import ServiceSettings
 from pydantic import AliasChoices, Field, SecretStr
+
+from .resilience import RetryPolicy, StreamTimeouts
+
+
+def _sdk_variable(name: str) -> AliasChoices:
+    # The SDKs' own variable first, a CHATBUS_-prefixed one as an alternative.
+    return AliasChoices(name, f"CHATBUS_{name}")
 
 
 class InferenceSettings(ServiceSettings):
     """`CHATBUS_*` variables, plus the provider SDKs' own credential variables."""
 
     default_model: str | None = Field(
-        default=None, description="Model used when a turn names none; None picks by provider keys."
+        default=None, description="Model of a turn that names none; None picks by provider keys."
     )
+    models_file: Path | None = Field(default=None, description="TOML model catalogue.")
     max_concurrent_turns: int = Field(default=64, ge=1)
     history_timeout_seconds: float = 10.0
     demo_token_delay_ms: float = Field(default=15.0, ge=0)
 
-    # The SDKs' own variables (read here so routing knows which providers are configured).
+    max_retries: int = Field(default=2, ge=0)
+    retry_base_delay_seconds: float = Field(default=0.5, ge=0)
+    retry_max_delay_seconds: float = Field(default=20.0, ge=0)
+    first_token_timeout_seconds: float = Field(default=60.0, gt=0)
+    idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    total_timeout_seconds: float = Field(default=600.0, gt=0)
+
+    # The SDKs' own variables; which are set decides which providers exist.
     openai_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "CHATBUS_OPENAI_API_KEY")
+        default=None, validation_alias=_sdk_variable("OPENAI_API_KEY")
     )
     openai_base_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "CHATBUS_OPENAI_BASE_URL")
+        default=None, validation_alias=_sdk_variable("OPENAI_BASE_URL")
     )
-    openai_default_model: str = "gpt-4o-mini"
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_sdk_variable("ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=_sdk_variable("ANTHROPIC_BASE_URL")
+    )
+    gemini_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY", "CHATBUS_GEMINI_API_KEY"),
+    )
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """Retries of transient provider errors."""
+        return RetryPolicy(
+            self.max_retries, self.retry_base_delay_seconds, self.retry_max_delay_seconds
+        )
+
+    @property
+    def stream_timeouts(self) -> StreamTimeouts:
+        """Bounds on a provider stream."""
+        return StreamTimeouts(
+            self.first_token_timeout_seconds, self.idle_timeout_seconds, self.total_timeout_seconds
+        )

@@ -1,32 +1,51 @@
-"""One chat turn: history, user message, streamed answer, events, chunks."""
+"""One chat turn: history, user message, streamed answer (with retries and fallback), events.
+
+    run(request)
+      history  ── conversation.query.history (read-your-writes)
+      user message.created (+ conversation.created for a new conversation)
+      for route in [model, *fallbacks]:            a retryable failure before any token
+          stream_with_retries(route) → delta chunks   moves on to the next route
+      ├── finished → assistant message.created, usage.recorded, end chunk
+      ├── chat.stop → partial message.created, usage.recorded (stopped), stopped chunk
+      └── failed    → message.failed, usage.recorded if anything to bill, error chunk
+
+Every event id is derived from the request id, so a redelivered turn republishes the
+same events and JetStream drops the duplicates.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from uuid import UUID
 
 from chatbus_contracts import subjects
-from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk
+from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, StoppedChunk
 from chatbus_contracts.commands import GenerateReply
-from chatbus_contracts.common import TokenUsage, derived_id, utc_now
+from chatbus_contracts.common import FinishReason, TokenUsage, derived_id, utc_now
 from chatbus_contracts.errors import ErrorCode
-from chatbus_contracts.events import (
-    ConversationCreated,
-    MessageCreated,
-    MessageFailed,
-    UsageRecorded,
-)
+from chatbus_contracts.events import ConversationCreated, MessageCreated, MessageFailed
 from chatbus_contracts.queries import GetHistory, HistoryReply, MessageView
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import publish_event
 from faststream.nats import NatsBroker, NatsMessage
 
+from .billing import estimate_usage, usage_recorded
 from .keepalive import in_progress_while
-from .pricing import price_call
-from .prompt import build_prompt
-from .providers.base import CompletionRequest, Finished, ProviderError, TextDelta
+from .prompt import build_prompt, trim_to_window
+from .providers.base import (
+    CompletionRequest,
+    Finished,
+    PromptMessage,
+    ProviderError,
+    StreamEvent,
+    TextDelta,
+)
+from .resilience import RetryPolicy, StreamTimeouts, stream_with_retries
 from .routing import ProviderRouter, Route
 
 logger = logging.getLogger(__name__)
@@ -34,8 +53,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class _Progress:
-    """What has been streamed so far."""
+    """What has been streamed so far, and by which route."""
 
+    route: Route | None = None
+    prompt: list[PromptMessage] = field(default_factory=list)
     seq: int = 0
     parts: list[str] = field(default_factory=list)
 
@@ -44,45 +65,77 @@ class _Progress:
         return "".join(self.parts)
 
 
+@dataclass
+class _Running:
+    """A turn this replica is streaming, so `chat.stop` can find it."""
+
+    user_id: str
+    task: asyncio.Task[None]
+    stop_requested: bool = False
+
+
 def _title(content: str, max_chars: int = 60) -> str:
     line = " ".join(content.split())
     return line if len(line) <= max_chars else line[: max_chars - 1].rstrip() + "…"
 
 
 class TurnRunner:
-    """Runs `GenerateReply` commands; every event id is derived from the request id."""
+    """Runs `GenerateReply` commands and stops them on request."""
 
     def __init__(
-        self, broker: NatsBroker, router: ProviderRouter, *, history_timeout_seconds: float
+        self,
+        broker: NatsBroker,
+        router: ProviderRouter,
+        *,
+        history_timeout_seconds: float,
+        retry_policy: RetryPolicy,
+        timeouts: StreamTimeouts,
     ) -> None:
         self._broker = broker
         self._router = router
         self._history_timeout = history_timeout_seconds
+        self._retry_policy = retry_policy
+        self._timeouts = timeouts
+        self._running: dict[UUID, _Running] = {}
+
+    def stop(self, request_id: UUID, user_id: str) -> bool:
+        """Cancel a turn streaming here; False if it is not here or not the user's."""
+        running = self._running.get(request_id)
+        if running is None or running.user_id != user_id:
+            return False
+        running.stop_requested = True
+        running.task.cancel()
+        return True
 
     async def run(self, request: GenerateReply, msg: NatsMessage) -> None:
-        """Run one turn to its end (answer or error); raises only for infrastructure failures."""
+        """Run one turn to its end; raises only for infrastructure failures."""
         started = time.monotonic()
         history = await self._history(request)
+        progress = _Progress()
         if history is None:
-            await self._fail(
-                request,
-                None,
-                _Progress(),
-                ProviderError(ErrorCode.CONVERSATION_NOT_FOUND, "conversation not found"),
-            )
+            error = ProviderError(ErrorCode.CONVERSATION_NOT_FOUND, "conversation not found")
+            await self._fail(request, progress, error)
             return
         await self._publish_user_message(request, history)
-        progress = _Progress()
-        route: Route | None = None
+        task = asyncio.current_task()
+        assert task is not None
+        running = self._running[request.request_id] = _Running(request.user_id, task)
         try:
-            route = self._router.route(request.model, request.provider)
             async with in_progress_while(msg, INFERENCE_CONSUMER.ack_wait_seconds / 3):
-                finished = await self._stream(request, route, history, progress)
-        except ProviderError as error:
-            await self._fail(request, route, progress, error)
+                finished = await self._generate(request, history, progress)
+        except asyncio.CancelledError:
+            if not running.stop_requested:
+                raise
+            task.uncancel()
+            await self._stopped(request, progress, started)
             return
-        latency_ms = int((time.monotonic() - started) * 1000)
-        await self._complete(request, route, progress, finished, latency_ms)
+        except ProviderError as error:
+            await self._fail(request, progress, error)
+            return
+        finally:
+            self._running.pop(request.request_id, None)
+        assert progress.route is not None
+        await self._complete(request, progress.route, progress, finished, started)
 
     async def _history(self, request: GenerateReply) -> list[MessageView] | None:
         if request.new_conversation:
@@ -127,39 +180,66 @@ class TurnRunner:
             ),
         )
 
-    async def _stream(
-        self,
-        request: GenerateReply,
-        route: Route,
-        history: list[MessageView],
-        progress: _Progress,
+    async def _generate(
+        self, request: GenerateReply, history: list[MessageView], progress: _Progress
     ) -> Finished:
-        completion = CompletionRequest(
-            model=route.model,
-            messages=build_prompt(request, history),
-            temperature=request.temperature,
-            max_tokens=request.max_tokens,
-        )
-        async for event in route.provider.stream(completion):
+        routes = self._router.routes(request.model, request.provider)
+        prompt = build_prompt(request, history)
+        for index, route in enumerate(routes):
+            progress.route = route
+            max_tokens = request.max_tokens or route.max_output_tokens
+            progress.prompt = trim_to_window(prompt, route.context_window, max_tokens)
+            completion = CompletionRequest(
+                model=route.model,
+                messages=progress.prompt,
+                temperature=request.temperature,
+                max_tokens=request.max_tokens,
+            )
+            events = stream_with_retries(
+                route.provider, completion, self._retry_policy, self._timeouts
+            )
+            try:
+                return await self._relay(request, events, progress)
+            except ProviderError as error:
+                last = index == len(routes) - 1
+                if progress.seq > 0 or not error.retryable or last:
+                    raise
+                logger.warning(
+                    "%s failed (%s); falling back to %s",
+                    route.model,
+                    error,
+                    routes[index + 1].model,
+                )
+        raise AssertionError("routes() never returns an empty chain")
+
+    async def _relay(
+        self, request: GenerateReply, events: AsyncIterator[StreamEvent], progress: _Progress
+    ) -> Finished:
+        async for event in events:
             if isinstance(event, TextDelta):
                 progress.seq += 1
                 progress.parts.append(event.text)
                 chunk = DeltaChunk(request_id=request.request_id, seq=progress.seq, text=event.text)
                 await self._broker.publish(chunk, request.reply_subject)
             else:
+                assert isinstance(event, Finished)
                 return event
         raise ProviderError("provider_error", "the provider stream ended without finishing", True)
 
-    async def _complete(
+    async def _publish_assistant(
         self,
         request: GenerateReply,
         route: Route,
-        progress: _Progress,
-        finished: Finished,
-        latency_ms: int,
-    ) -> None:
-        provider = route.provider.name
-        cost, price_source = price_call(finished.usage, finished.model, provider)
+        content: str,
+        usage: TokenUsage,
+        model: str,
+        finish_reason: FinishReason,
+        started: float,
+    ) -> tuple[Decimal | None, int]:
+        latency_ms = int((time.monotonic() - started) * 1000)
+        recorded = usage_recorded(
+            request, route.provider.name, model, usage, finish_reason, latency_ms
+        )
         await publish_event(
             self._broker,
             MessageCreated(
@@ -169,82 +249,78 @@ class TurnRunner:
                 conversation_id=request.conversation_id,
                 request_id=request.request_id,
                 role="assistant",
-                content=progress.text,
+                content=content,
                 parent_id=request.user_message_id,
                 created_at=utc_now(),
-                model=finished.model,
-                provider=provider,
-                usage=finished.usage,
-                cost_usd=cost,
-                finish_reason=finished.finish_reason,
+                model=model,
+                provider=route.provider.name,
+                usage=usage,
+                cost_usd=recorded.cost_usd,
+                finish_reason=finish_reason,
                 latency_ms=latency_ms,
             ),
         )
-        await self._record_usage(
-            request,
-            provider,
-            finished.model,
-            finished.usage,
-            cost,
-            price_source,
-            latency_ms,
-            finished,
-        )
-        await self._broker.publish(
-            EndChunk(
-                request_id=request.request_id,
-                seq=progress.seq + 1,
-                message_id=request.assistant_message_id,
-                finish_reason=finished.finish_reason,
-                usage=finished.usage,
-                cost_usd=cost,
-                model=finished.model,
-                provider=provider,
-                latency_ms=latency_ms,
-            ),
-            request.reply_subject,
-        )
+        await publish_event(self._broker, recorded)
+        return recorded.cost_usd, latency_ms
 
-    async def _record_usage(
+    async def _complete(
         self,
         request: GenerateReply,
-        provider: str,
-        model: str,
-        usage: TokenUsage,
-        cost: Decimal | None,
-        price_source: str | None,
-        latency_ms: int | None,
-        finished: Finished | None,
+        route: Route,
+        progress: _Progress,
+        finished: Finished,
+        started: float,
     ) -> None:
-        await publish_event(
-            self._broker,
-            UsageRecorded(
-                event_id=derived_id(request.request_id, subjects.USAGE_RECORDED),
-                user_id=request.user_id,
-                request_id=request.request_id,
-                conversation_id=request.conversation_id,
-                message_id=request.assistant_message_id,
-                status="completed" if finished else "failed",
-                provider=provider,
-                model=model,
-                usage=usage,
-                cost_usd=cost,
-                price_source=price_source,
-                latency_ms=latency_ms,
-                finish_reason=finished.finish_reason if finished else "error",
-            ),
+        cost, latency_ms = await self._publish_assistant(
+            request,
+            route,
+            progress.text,
+            finished.usage,
+            finished.model,
+            finished.finish_reason,
+            started,
         )
+        end = EndChunk(
+            request_id=request.request_id,
+            seq=progress.seq + 1,
+            message_id=request.assistant_message_id,
+            finish_reason=finished.finish_reason,
+            usage=finished.usage,
+            cost_usd=cost,
+            model=finished.model,
+            provider=route.provider.name,
+            latency_ms=latency_ms,
+        )
+        await self._broker.publish(end, request.reply_subject)
+
+    async def _stopped(self, request: GenerateReply, progress: _Progress, started: float) -> None:
+        """Keep and bill the partial answer of a stopped turn."""
+        if progress.route is not None:
+            usage = estimate_usage(progress.prompt, progress.parts)
+            await self._publish_assistant(
+                request,
+                progress.route,
+                progress.text,
+                usage,
+                progress.route.model,
+                "stopped",
+                started,
+            )
+        stopped = StoppedChunk(
+            request_id=request.request_id,
+            seq=progress.seq + 1,
+            message_id=request.assistant_message_id,
+        )
+        await self._broker.publish(stopped, request.reply_subject)
 
     async def _fail(
-        self,
-        request: GenerateReply,
-        route: Route | None,
-        progress: _Progress,
-        error: ProviderError,
+        self, request: GenerateReply, progress: _Progress, error: ProviderError
     ) -> None:
         logger.warning("turn %s failed: %s", request.request_id, error)
-        provider = route.provider.name if route else None
-        model = route.model if route else None
+        route = progress.route
+        usage = error.partial_usage
+        if usage is None and progress.seq > 0:
+            usage = estimate_usage(progress.prompt, progress.parts)
         await publish_event(
             self._broker,
             MessageFailed(
@@ -256,23 +332,23 @@ class TurnRunner:
                 code=error.code,
                 error=error.message,
                 partial_content=progress.text,
-                usage=error.partial_usage,
-                model=model,
-                provider=provider,
+                usage=usage,
+                model=route.model if route else None,
+                provider=route.provider.name if route else None,
             ),
         )
-        if error.partial_usage is not None and provider and model:
-            cost, source = price_call(error.partial_usage, model, provider)
-            await self._record_usage(
-                request, provider, model, error.partial_usage, cost, source, None, None
+        if usage is not None and route is not None:
+            await publish_event(
+                self._broker,
+                usage_recorded(
+                    request, route.provider.name, route.model, usage, "error", None, status="failed"
+                ),
             )
-        await self._broker.publish(
-            ErrorChunk(
-                request_id=request.request_id,
-                seq=progress.seq + 1,
-                code=error.code,
-                message=error.message,
-                retryable=error.retryable,
-            ),
-            request.reply_subject,
+        chunk = ErrorChunk(
+            request_id=request.request_id,
+            seq=progress.seq + 1,
+            code=error.code,
+            message=error.message,
+            retryable=error.retryable,
         )
+        await self._broker.publish(chunk, request.reply_subject)
