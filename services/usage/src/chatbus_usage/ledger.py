@@ -34,6 +34,7 @@ class Ledger:
                 completion_tokens=event.usage.completion_tokens,
                 cached_tokens=event.usage.cached_tokens,
                 cache_write_tokens=event.usage.cache_write_tokens,
+                usage_estimated=event.usage.estimated,
                 cost_usd=event.cost_usd,
                 price_source=event.price_source,
                 latency_ms=event.latency_ms,

@@ -32,6 +32,7 @@ class LedgerRow(SQLModel, table=True):
     completion_tokens: int
     cached_tokens: int
     cache_write_tokens: int
+    usage_estimated: bool = False
     cost_usd: Decimal | None = Field(default=None, sa_column=Column(Numeric(20, 10)))
     price_source: str | None = None
     latency_ms: int | None = None
