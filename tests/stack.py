@@ -85,7 +85,7 @@ async def run_stack(infra: Infra) -> AsyncIterator[Stack]:
         services = [
             ConversationService(ConversationSettings(**common), provider),
             UsageService(UsageSettings(**common), provider),
-            EmbeddingsService(EmbeddingsSettings(**common), provider),
+            EmbeddingsService(EmbeddingsSettings(**common, torch_threads=1), provider),
             InferenceService(
                 InferenceSettings(
                     **common,

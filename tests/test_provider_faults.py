@@ -110,3 +110,36 @@ async def test_stop_closes_the_upstream_stream_and_keeps_the_partial_answer(
         ] == [("stopped", len(deltas))]
 
     await stack.wait_for(kept_and_billed)
+
+
+async def test_three_529s_fall_back_to_the_next_model_in_the_chain(stack: Stack) -> None:
+    stack.emulator.reset()
+    stack.emulator.script(*[{"status": 529}] * 3, {"reply": "claude here"})
+    user = f"fallback-{uuid.uuid4().hex[:6]}"
+    turn = await _turn(stack, user, "who answers?", model="gpt-4o")
+    assert turn.end is not None and turn.text == "claude here"
+    assert (turn.end["provider"], turn.end["model"]) == ("anthropic", "claude-sonnet-4-6")
+    paths = [r.path for r in stack.emulator.requests()]
+    assert paths == ["/v1/chat/completions"] * 3 + ["/v1/messages"]
+
+
+@pytest.mark.parametrize(
+    ("model", "provider"), [("gpt-4o-mini", "openai"), ("claude-haiku", "anthropic")]
+)
+async def test_cached_tokens_are_reported_and_recorded(
+    stack: Stack, model: str, provider: str
+) -> None:
+    stack.emulator.reset()
+    stack.emulator.script({"reply": "cached", "cached_tokens": 7, "cache_creation_tokens": 2})
+    user = f"cache-{uuid.uuid4().hex[:6]}"
+    turn = await _turn(stack, user, "use the cache", model=model, system="You are terse.")
+    assert turn.end is not None and turn.end["provider"] == provider
+    assert turn.end["usage"]["cached_tokens"] == 7
+
+    async def recorded() -> bool:
+        rows = await stack.fetch(
+            "SELECT cached_tokens, cost_usd FROM usage.ledger WHERE user_id = $1", user
+        )
+        return len(rows) == 1 and rows[0]["cached_tokens"] == 7 and rows[0]["cost_usd"] > 0
+
+    await stack.wait_for(recorded)

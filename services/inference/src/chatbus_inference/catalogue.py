@@ -84,7 +84,7 @@ BUILT_IN = Catalogue(
         ),
         "claude-sonnet": ModelEntry(
             provider="anthropic",
-            upstream="claude-sonnet-4-5",
+            upstream="claude-sonnet-4-6",
             context_window=200_000,
             max_output_tokens=8192,
             fallbacks=("gpt-4o",),
