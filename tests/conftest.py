@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,15 @@ from .stack import Stack, run_stack
 
 
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    tmp: Path = tmp_path_factory.mktemp("infra")
-    with provide_infra(tmp) as provided:
-        yield provided
+def infra() -> Iterator[Infra]:
+    # Not under pytest's tmp root: a second pytest session resets that to 0700, and the
+    # embedded Postgres runs as its own system user, which must reach its data dir.
+    tmp = Path(tempfile.mkdtemp(prefix="chatbus-test-"))
+    try:
+        with provide_infra(tmp) as provided:
+            yield provided
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
