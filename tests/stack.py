@@ -94,6 +94,8 @@ async def run_stack(infra: Infra) -> AsyncIterator[Stack]:
                     ANTHROPIC_API_KEY="emulator",
                     ANTHROPIC_BASE_URL=emulator_url,
                     default_model=MODEL,
+                    # Titles by the demo provider, so provider calls in tests are the turns'.
+                    title_model="demo",
                     retry_base_delay_seconds=0.05,
                     first_token_timeout_seconds=5,
                     idle_timeout_seconds=5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +24,24 @@ class Turn:
         return "".join(delta["text"] for delta in self.deltas)
 
 
-async def receive(ws: ClientConnection) -> dict[str, Any]:
-    frame: dict[str, Any] = json.loads(await ws.recv())
-    return frame
+LIVE_TYPES = ("conversation.created", "conversation.updated", "conversation.deleted")
+
+
+async def receive(ws: ClientConnection, *, live: bool = False) -> dict[str, Any]:
+    """The next frame; live `conversation.*` frames are skipped unless `live`."""
+    while True:
+        frame: dict[str, Any] = json.loads(await ws.recv())
+        if live or frame["type"] not in LIVE_TYPES:
+            return frame
+
+
+async def receive_live(ws: ClientConnection, frame_type: str, timeout: float) -> dict[str, Any]:
+    """The next frame of `frame_type`, skipping every other, within `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await receive(ws, live=True)
+            if frame["type"] == frame_type:
+                return frame
 
 
 async def send(ws: ClientConnection, frame: dict[str, Any]) -> None:

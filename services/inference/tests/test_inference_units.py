@@ -4,10 +4,10 @@ from decimal import Decimal
 from uuid import uuid4
 
 from chatbus_contracts.commands import GenerateReply
-from chatbus_contracts.common import TokenUsage, utc_now
+from chatbus_contracts.common import ChatSettings, TokenUsage, utc_now
 from chatbus_contracts.queries import MessageView
 from chatbus_inference.pricing import price_call
-from chatbus_inference.prompt import build_prompt
+from chatbus_inference.plan import TurnPlan, effective_settings, history_query
 from chatbus_inference.providers.base import CompletionRequest, Finished, PromptMessage, TextDelta
 from chatbus_inference.providers.demo import DemoProvider
 from genai_prices import Usage, calc_price
@@ -28,27 +28,62 @@ def _request(**fields: object) -> GenerateReply:
     return GenerateReply.model_validate({**base, **fields})
 
 
-def test_prompt_is_system_then_history_then_the_new_message() -> None:
-    request = _request(system="be brief")
-    history = [
-        MessageView(
-            id=uuid4(),
-            conversation_id=request.conversation_id,
-            request_id=uuid4(),
-            role=role,
-            content=content,
-            parent_id=None,
-            created_at=utc_now(),
+def _history(conversation_id: object) -> list[MessageView]:
+    return [
+        MessageView.model_validate(
+            dict(
+                id=uuid4(),
+                conversation_id=conversation_id,
+                request_id=uuid4(),
+                role=role,
+                content=content,
+                parent_id=None,
+                created_at=utc_now(),
+            )
         )
         for role, content in (("user", "q1"), ("assistant", "a1"))
     ]
-    prompt = build_prompt(request, history)
-    assert [(m.role, m.content) for m in prompt] == [
+
+
+def test_prompt_is_system_then_history_then_the_new_message() -> None:
+    request = _request()
+    plan = TurnPlan(
+        history=_history(request.conversation_id),
+        new_content="now",
+        conversation_settings=ChatSettings(),
+        settings=ChatSettings(system_prompt="be brief"),
+        user_parent_id=None,
+        assistant_parent_id=request.user_message_id,
+    )
+    assert [(m.role, m.content) for m in plan.prompt] == [
         ("system", "be brief"),
         ("user", "q1"),
         ("assistant", "a1"),
         ("user", "now"),
     ]
+
+
+def test_turn_overrides_win_over_conversation_settings() -> None:
+    conversation = ChatSettings(
+        system_prompt="stored", model="gpt-4o", temperature=0.7, max_tokens=100
+    )
+    request = _request(model="claude-sonnet", temperature=0.0)
+    settings = effective_settings(request, conversation)
+    assert settings == ChatSettings(
+        system_prompt="stored", model="claude-sonnet", temperature=0.0, max_tokens=100
+    )
+
+
+def test_history_anchors_follow_the_request() -> None:
+    parent, edited, question = uuid4(), uuid4(), uuid4()
+    branch = history_query(_request(parent_message_id=parent))
+    assert (branch.leaf_id, branch.include_leaf) == (parent, True)
+    edit = history_query(_request(edit_message_id=edited))
+    assert (edit.leaf_id, edit.include_leaf) == (edited, False)
+    again = history_query(_request(regenerate=True, user_message_id=question, content=""))
+    assert (again.leaf_id, again.include_leaf, again.exclude_request_id) == (question, True, None)
+    active = history_query(_request())
+    assert active.leaf_id is None and active.exclude_request_id is not None
 
 
 def test_price_comes_from_genai_prices_and_unknown_models_are_null() -> None:

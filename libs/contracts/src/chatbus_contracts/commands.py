@@ -22,9 +22,20 @@ class GenerateReply(Model):
     user_id: str
     conversation_id: UUID
     new_conversation: bool
-    user_message_id: UUID
+    user_message_id: UUID = Field(
+        description="The new user message, or the one answered again by a regenerate."
+    )
     assistant_message_id: UUID
-    content: str
+    content: str = Field(description="Empty for a regenerate.")
+    parent_message_id: UUID | None = Field(
+        default=None, description="Branch after this message instead of the active one."
+    )
+    edit_message_id: UUID | None = Field(
+        default=None, description="The user message this one edits (becomes its sibling)."
+    )
+    regenerate: bool = Field(
+        default=False, description="Answer `user_message_id` again; no new user message."
+    )
     model: str | None = None
     provider: str | None = None
     system: str | None = None

@@ -62,3 +62,20 @@ def format_usd(amount: Decimal | None) -> str | None:
     if amount is None:
         return None
     return format(amount.normalize(), "f") if amount != 0 else "0"
+
+
+class ChatSettings(Model):
+    """Per-conversation model settings; a `chat.send` may override any of them for one turn.
+
+    None means "not set here": a turn then takes the user's preference, then the
+    service default.
+    """
+
+    system_prompt: str | None = Field(default=None, max_length=32_000)
+    model: str | None = Field(default=None, max_length=200)
+    provider: str | None = Field(default=None, max_length=100)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+TITLE_MAX_CHARS = 200

@@ -3,7 +3,7 @@
 ErrorCode
 ├── client errors (retryable=False, fix the request)
 │   invalid_json, unknown_type, invalid_frame, content_too_large,
-│   conversation_not_found, not_found
+│   conversation_not_found, message_not_found, not_found
 ├── auth (the socket is closed with 4401)
 │   unauthenticated
 └── server / provider errors (some retryable)
@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     INVALID_FRAME = "invalid_frame"
     CONTENT_TOO_LARGE = "content_too_large"
     CONVERSATION_NOT_FOUND = "conversation_not_found"
+    MESSAGE_NOT_FOUND = "message_not_found"
     NOT_FOUND = "not_found"
     UNAUTHENTICATED = "unauthenticated"
     INTERNAL_ERROR = "internal_error"

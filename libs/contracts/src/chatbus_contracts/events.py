@@ -15,7 +15,14 @@ from uuid import UUID
 from pydantic import Field
 
 from . import subjects
-from .common import FinishReason, Model, Role, TokenUsage, utc_now
+from .common import (
+    ChatSettings,
+    FinishReason,
+    Model,
+    Role,
+    TokenUsage,
+    utc_now,
+)
 
 
 class Event(Model):
@@ -65,14 +72,49 @@ class MessageFailed(Event):
     provider: str | None = None
 
 
+TitleSource = Literal["message", "generated", "user"]
+
+
 class ConversationCreated(Event):
-    """A conversation was started by a user's first message."""
+    """A conversation was started, by a user's first message or by `POST /v1/conversations`.
+
+    Settings left unset are filled from the user's preferences when it is stored.
+    """
 
     subject: ClassVar[str] = subjects.CONVERSATION_CREATED
 
     conversation_id: UUID
     title: str
+    title_source: TitleSource = "message"
+    settings: ChatSettings = ChatSettings()
     created_at: datetime
+
+
+class ConversationUpdated(Event):
+    """A conversation's title, settings or active branch changed; the full new state.
+
+    `revision` grows by one with every change, so a consumer keeps the newest state
+    whatever order it sees the events in.
+    """
+
+    subject: ClassVar[str] = subjects.CONVERSATION_UPDATED
+
+    conversation_id: UUID
+    revision: int
+    title: str
+    title_source: TitleSource
+    settings: ChatSettings
+    active_message_id: UUID | None
+    updated_at: datetime
+
+
+class ConversationDeleted(Event):
+    """A conversation was deleted (soft): it disappears from every list, search and index."""
+
+    subject: ClassVar[str] = subjects.CONVERSATION_DELETED
+
+    conversation_id: UUID
+    deleted_at: datetime
 
 
 class UsageRecorded(Event):

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from .common import FinishReason, Model, Role, TokenUsage
+from .common import ChatSettings, FinishReason, Model, Role, TokenUsage
 
 
 class ListConversations(Model):
@@ -32,10 +32,18 @@ class GetConversation(Model):
 
 
 class GetHistory(Model):
-    """The messages a new turn builds on (read-your-writes, see docs/decisions.md)."""
+    """The branch a new turn builds on, root first (read-your-writes, see docs/decisions.md).
+
+    The branch ends at `leaf_id`, or at the conversation's active message when it is
+    None; `include_leaf=False` leaves the leaf itself out (editing a message).
+    A new conversation has no messages yet: its reply carries the user's preferences.
+    """
 
     user_id: str
     conversation_id: UUID
+    new_conversation: bool = False
+    leaf_id: UUID | None = None
+    include_leaf: bool = True
     exclude_request_id: UUID | None = Field(
         default=None, description="Leave out messages of this request (a retried turn)."
     )
@@ -59,17 +67,27 @@ class MessageView(Model):
 
 
 class ConversationView(Model):
-    """A conversation without its messages."""
+    """A conversation without its messages, with its settings and counters."""
 
     id: UUID
     title: str
     created_at: datetime
     updated_at: datetime
-    message_count: int
+    settings: ChatSettings = ChatSettings()
+    active_message_id: UUID | None = Field(
+        default=None, description="The newest message of the active branch."
+    )
+    message_count: int = 0
+    total_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
 
 
 class ConversationDetail(ConversationView):
-    """A conversation with its messages in order."""
+    """A conversation with all its messages, oldest first.
+
+    Messages form a tree by `parent_id` (edits and regenerations are siblings); the
+    active branch is the path from the root to `active_message_id`.
+    """
 
     messages: list[MessageView]
 
@@ -88,10 +106,16 @@ class ConversationFound(Model):
 
 
 class HistoryReply(Model):
-    """Reply to `GetHistory`: `found` is False for a missing or foreign conversation."""
+    """Reply to `GetHistory`.
+
+    `found` is False for a missing, deleted or foreign conversation, and for a
+    `leaf_id` that is not a message of it. `settings` are the conversation's own,
+    with the user's preferences filled in where it sets nothing.
+    """
 
     found: bool
     messages: list[MessageView]
+    settings: ChatSettings = ChatSettings()
     caught_up: bool = Field(
         default=True, description="False when the read barrier timed out (history may lag)."
     )

@@ -84,7 +84,12 @@ INFERENCE_CONSUMER = ConsumerSpec(
 CONVERSATION_CONSUMER = ConsumerSpec(
     durable="conversation",
     stream=EVENTS,
-    filter_subjects=(subjects.MESSAGE_CREATED, subjects.CONVERSATION_CREATED),
+    filter_subjects=(
+        subjects.MESSAGE_CREATED,
+        subjects.CONVERSATION_CREATED,
+        subjects.CONVERSATION_UPDATED,
+        subjects.CONVERSATION_DELETED,
+    ),
 )
 
 USAGE_CONSUMER = ConsumerSpec(
@@ -98,4 +103,11 @@ EMBEDDINGS_CONSUMER = ConsumerSpec(
     stream=EVENTS,
     filter_subjects=(subjects.MESSAGE_CREATED,),
     ack_wait_seconds=120.0,
+)
+
+# A separate consumer, so deletions never wait behind a backlog of messages to embed.
+EMBEDDINGS_DELETIONS_CONSUMER = ConsumerSpec(
+    durable="embeddings-deletions",
+    stream=EVENTS,
+    filter_subjects=(subjects.CONVERSATION_DELETED,),
 )

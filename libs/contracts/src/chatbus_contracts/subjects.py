@@ -29,6 +29,9 @@ CONVERSATION_UPDATED = "conversation.updated"
 CONVERSATION_DELETED = "conversation.deleted"
 USAGE_RECORDED = "usage.recorded"
 
+# Core subscription of a gateway that pushes conversation events to open sockets.
+CONVERSATION_EVENTS_ALL = "conversation.*"
+
 EVENT_SUBJECTS: tuple[str, ...] = (
     MESSAGE_CREATED,
     MESSAGE_FAILED,
@@ -42,6 +45,12 @@ EVENT_SUBJECTS: tuple[str, ...] = (
 CONVERSATION_QUERY_LIST = "conversation.query.list"
 CONVERSATION_QUERY_GET = "conversation.query.get"
 CONVERSATION_QUERY_HISTORY = "conversation.query.history"
+CONVERSATION_QUERY_SEARCH = "conversation.query.search"
+CONVERSATION_COMMAND_CREATE = "conversation.command.create"
+CONVERSATION_COMMAND_UPDATE = "conversation.command.update"
+CONVERSATION_COMMAND_DELETE = "conversation.command.delete"
+PREFERENCES_QUERY_GET = "conversation.query.preferences"
+PREFERENCES_COMMAND_SET = "conversation.command.preferences"
 
 MODELS_QUERY_LIST = "inference.query.models"
 

@@ -1,18 +1,21 @@
 """WebSocket protocol v1 (`/v1/ws`): JSON text frames, each with a `type`.
 
-Client -> server: `auth`, `chat.send`, `chat.stop`, `chat.resume`, `ping`.
+Client -> server: `auth`, `chat.send`, `chat.regenerate`, `chat.stop`, `chat.resume`,
+`ping`.
 Server -> client: `chat.accepted`, `chat.delta`, `chat.end`, `chat.stopped`,
-`chat.error`, `pong`. docs/protocol.md describes each with an example.
+`chat.error`, `pong`, and the live `conversation.created|updated|deleted`.
+docs/protocol.md describes each with an example.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, model_validator
 
-from .common import FinishReason, Model, TokenUsage
+from .common import ChatSettings, FinishReason, Model, TokenUsage
 
 PROTOCOL_VERSION = 1
 
@@ -27,18 +30,51 @@ class AuthFrame(Model):
     token: str
 
 
-class ChatSend(Model):
-    """Start a turn. `id` is the client's idempotency key."""
+class TurnOverrides(Model):
+    """Settings for this one turn, over the conversation's own."""
+
+    model: str | None = Field(default=None, max_length=200)
+    provider: str | None = Field(default=None, max_length=100)
+    system: str | None = Field(default=None, max_length=32_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class ChatSend(TurnOverrides):
+    """Start a turn. `id` is the client's idempotency key.
+
+    The new user message follows the conversation's active message, unless
+    `parent_message_id` names another one (a branch), or `edit_message_id` names a
+    user message it replaces (a sibling of it: the edit of that message).
+    """
 
     type: Literal["chat.send"] = "chat.send"
     id: str = Field(min_length=1, max_length=128)
     conversation_id: UUID | None = None
     content: str = Field(min_length=1)
-    model: str | None = Field(default=None, max_length=200)
-    provider: str | None = Field(default=None, max_length=100)
-    system: str | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    parent_message_id: UUID | None = None
+    edit_message_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _one_anchor(self) -> ChatSend:
+        if self.parent_message_id and self.edit_message_id:
+            raise ValueError("give parent_message_id or edit_message_id, not both")
+        if (self.parent_message_id or self.edit_message_id) and not self.conversation_id:
+            raise ValueError("parent_message_id and edit_message_id need a conversation_id")
+        return self
+
+
+class ChatRegenerate(TurnOverrides):
+    """Answer a user message again; the new answer is a sibling of the earlier ones.
+
+    `message_id` is the user message, or an assistant message (then its question is
+    answered again).
+    """
+
+    type: Literal["chat.regenerate"] = "chat.regenerate"
+    id: str = Field(min_length=1, max_length=128)
+    conversation_id: UUID
+    message_id: UUID
 
 
 class ChatStop(Model):
@@ -63,11 +99,12 @@ class Ping(Model):
 
 
 ClientFrame = Annotated[
-    AuthFrame | ChatSend | ChatStop | ChatResume | Ping, Field(discriminator="type")
+    AuthFrame | ChatSend | ChatRegenerate | ChatStop | ChatResume | Ping,
+    Field(discriminator="type"),
 ]
 CLIENT_FRAME_ADAPTER: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 CLIENT_FRAME_TYPES: frozenset[str] = frozenset(
-    {"auth", "chat.send", "chat.stop", "chat.resume", "ping"}
+    {"auth", "chat.send", "chat.regenerate", "chat.stop", "chat.resume", "ping"}
 )
 
 
@@ -133,8 +170,44 @@ class Pong(Model):
     type: Literal["pong"] = "pong"
 
 
+class ConversationCreatedFrame(Model):
+    """Live: the user started a conversation (on any socket, or by REST)."""
+
+    type: Literal["conversation.created"] = "conversation.created"
+    conversation_id: UUID
+    title: str
+    settings: ChatSettings
+    created_at: datetime
+
+
+class ConversationUpdatedFrame(Model):
+    """Live: a conversation was renamed, titled automatically, or its settings changed."""
+
+    type: Literal["conversation.updated"] = "conversation.updated"
+    conversation_id: UUID
+    title: str
+    settings: ChatSettings
+    active_message_id: UUID | None
+    updated_at: datetime
+
+
+class ConversationDeletedFrame(Model):
+    """Live: a conversation was deleted."""
+
+    type: Literal["conversation.deleted"] = "conversation.deleted"
+    conversation_id: UUID
+
+
 ServerFrame = Annotated[
-    ChatAccepted | ChatDelta | ChatEnd | ChatStopped | ChatError | Pong,
+    ChatAccepted
+    | ChatDelta
+    | ChatEnd
+    | ChatStopped
+    | ChatError
+    | Pong
+    | ConversationCreatedFrame
+    | ConversationUpdatedFrame
+    | ConversationDeletedFrame,
     Field(discriminator="type"),
 ]
 SERVER_FRAME_ADAPTER: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)

@@ -1,12 +1,31 @@
-"""The conversation service's whole wiring: event consumer and query responders."""
+"""The conversation service's whole wiring: event consumer, queries and commands."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from chatbus_contracts import subjects
-from chatbus_contracts.events import ConversationCreated, MessageCreated
+from chatbus_contracts.conversations import (
+    ConversationChanged,
+    ConversationRemoved,
+    CreateConversation,
+    DeleteConversation,
+    GetPreferences,
+    Preferences,
+    Refused,
+    SearchMessages,
+    SearchResults,
+    SetPreferences,
+    UpdateConversation,
+)
+from chatbus_contracts.events import (
+    ConversationCreated,
+    ConversationDeleted,
+    ConversationUpdated,
+    MessageCreated,
+)
 from chatbus_contracts.queries import (
     ConversationFound,
     ConversationPage,
@@ -22,12 +41,16 @@ from faststream.nats import NatsBroker, NatsMessage
 from opentelemetry.sdk.trace import TracerProvider
 
 from .barrier import EventsReadBarrier
+from .commands import ConversationCommands
 from .models import SCHEMA
+from .projection import Projection
+from .search import search_messages
 from .settings import ConversationSettings
 from .store import ConversationStore, InvalidCursor
 
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+QUEUE = subjects.CONVERSATION_QUEUE
 
 
 class ConversationService:
@@ -39,36 +62,53 @@ class ConversationService:
             settings, service_name="conversation", tracer_provider=tracer_provider
         )
         self.engine = create_engine(settings.database_url)
-        self.store = ConversationStore(self.engine, title_max_chars=settings.title_max_chars)
+        self.store = ConversationStore(self.engine)
+        self.projection = Projection(self.engine, title_max_chars=settings.title_max_chars)
+        self.commands = ConversationCommands(self.broker, self.store, self.projection)
         self.barrier = EventsReadBarrier(
             self.broker,
             CONVERSATION_CONSUMER,
             subjects.MESSAGE_CREATED,
             timeout_seconds=settings.history_wait_seconds,
         )
-        self._wire()
+        self._wire_events()
+        self._wire_queries()
+        self._wire_commands()
 
-    def _wire(self) -> None:
+    def _wire_events(self) -> None:
+        projection = self.projection
+        appliers: dict[str, Callable[[bytes], Awaitable[object]]] = {
+            subjects.CONVERSATION_CREATED: lambda body: projection.conversation_created(
+                ConversationCreated.model_validate_json(body)
+            ),
+            subjects.MESSAGE_CREATED: lambda body: projection.message_created(
+                MessageCreated.model_validate_json(body)
+            ),
+            subjects.CONVERSATION_UPDATED: lambda body: projection.conversation_updated(
+                ConversationUpdated.model_validate_json(body)
+            ),
+            subjects.CONVERSATION_DELETED: lambda body: projection.conversation_deleted(
+                ConversationDeleted.model_validate_json(body)
+            ),
+        }
+
+        @self.broker.subscriber(**durable_subscription(CONVERSATION_CONSUMER, batch_size=16))
+        async def on_event(msg: NatsMessage) -> None:
+            await appliers[msg.raw_message.subject](msg.body)
+
+    def _wire_queries(self) -> None:
         broker, store, barrier = self.broker, self.store, self.barrier
 
-        @broker.subscriber(**durable_subscription(CONVERSATION_CONSUMER, batch_size=16))
-        async def on_event(msg: NatsMessage) -> None:
-            body = msg.body
-            if msg.raw_message.subject == subjects.CONVERSATION_CREATED:
-                await store.apply_conversation_created(
-                    ConversationCreated.model_validate_json(body)
-                )
-            else:
-                await store.apply_message_created(MessageCreated.model_validate_json(body))
-
-        @broker.subscriber(subjects.CONVERSATION_QUERY_LIST, queue=subjects.CONVERSATION_QUEUE)
-        async def list_conversations(query: ListConversations) -> ConversationPage:
+        @broker.subscriber(subjects.CONVERSATION_QUERY_LIST, queue=QUEUE)
+        async def list_conversations(query: ListConversations) -> ConversationPage | Refused:
             try:
                 return await store.list_conversations(query.user_id, query.limit, query.cursor)
             except InvalidCursor:
-                return ConversationPage(items=[], next_cursor=None)
+                return Refused(
+                    code="invalid_request", message="not a cursor of this list", field="cursor"
+                )
 
-        @broker.subscriber(subjects.CONVERSATION_QUERY_GET, queue=subjects.CONVERSATION_QUEUE)
+        @broker.subscriber(subjects.CONVERSATION_QUERY_GET, queue=QUEUE)
         async def get_conversation(query: GetConversation) -> ConversationFound:
             found = await store.get_conversation(
                 query.user_id, query.conversation_id, include_messages=query.include_messages
@@ -80,15 +120,52 @@ class ConversationService:
                 )
             return ConversationFound(conversation=found)
 
-        @broker.subscriber(subjects.CONVERSATION_QUERY_HISTORY, queue=subjects.CONVERSATION_QUEUE)
+        @broker.subscriber(subjects.CONVERSATION_QUERY_HISTORY, queue=QUEUE)
         async def get_history(query: GetHistory) -> HistoryReply:
+            if query.new_conversation:
+                settings = await store.new_conversation_settings(query.user_id)
+                return HistoryReply(found=True, messages=[], settings=settings)
             caught_up = await barrier.wait()
-            messages = await store.history(
-                query.user_id, query.conversation_id, query.exclude_request_id
+            branch = await store.history(
+                query.user_id,
+                query.conversation_id,
+                leaf_id=query.leaf_id,
+                include_leaf=query.include_leaf,
+                exclude_request_id=query.exclude_request_id,
             )
-            if messages is None:
+            if branch is None:
                 return HistoryReply(found=False, messages=[], caught_up=caught_up)
-            return HistoryReply(found=True, messages=messages, caught_up=caught_up)
+            messages, settings = branch
+            return HistoryReply(
+                found=True, messages=messages, settings=settings, caught_up=caught_up
+            )
+
+        @broker.subscriber(subjects.CONVERSATION_QUERY_SEARCH, queue=QUEUE)
+        async def search(query: SearchMessages) -> SearchResults:
+            return SearchResults(hits=await search_messages(self.engine, query))
+
+        @broker.subscriber(subjects.PREFERENCES_QUERY_GET, queue=QUEUE)
+        async def get_preferences(query: GetPreferences) -> Preferences:
+            return await store.preferences(query.user_id)
+
+    def _wire_commands(self) -> None:
+        broker, commands = self.broker, self.commands
+
+        @broker.subscriber(subjects.CONVERSATION_COMMAND_CREATE, queue=QUEUE)
+        async def create(command: CreateConversation) -> ConversationChanged:
+            return await commands.create(command)
+
+        @broker.subscriber(subjects.CONVERSATION_COMMAND_UPDATE, queue=QUEUE)
+        async def update(command: UpdateConversation) -> ConversationChanged | Refused:
+            return await commands.update(command)
+
+        @broker.subscriber(subjects.CONVERSATION_COMMAND_DELETE, queue=QUEUE)
+        async def delete(command: DeleteConversation) -> ConversationRemoved | Refused:
+            return await commands.delete(command)
+
+        @broker.subscriber(subjects.PREFERENCES_COMMAND_SET, queue=QUEUE)
+        async def set_preferences(command: SetPreferences) -> Preferences:
+            return await commands.set_preferences(command.user_id, command.preferences)
 
     async def start(self) -> None:
         """Migrate, connect, declare streams and the consumer, then start consuming."""

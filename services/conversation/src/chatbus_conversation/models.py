@@ -23,11 +23,31 @@ class ConversationRow(SQLModel, table=True):
     title: str
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    title_source: str = "message"
+    system_prompt: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    revision: int = 0
+    active_message_id: UUID | None = None
+    active_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
     message_count: int = 0
+    total_tokens: int = 0
+    cost_usd: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(20, 10)))
+    deleted_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class MessageRow(SQLModel, table=True):
-    """A user or assistant message; the primary key is the id fixed at acceptance."""
+    """A user or assistant message; the primary key is the id fixed at acceptance.
+
+    Messages form a tree by `parent_id`. The table also has a generated
+    `search_vector` column (full-text search), used only in raw SQL.
+    """
 
     __tablename__ = "messages"
     __table_args__ = {"schema": SCHEMA}
@@ -50,3 +70,15 @@ class MessageRow(SQLModel, table=True):
     finish_reason: str | None = None
     latency_ms: int | None = None
     event_id: UUID = Field(unique=True)
+
+
+class PreferencesRow(SQLModel, table=True):
+    """One user's defaults for new conversations."""
+
+    __tablename__ = "preferences"
+    __table_args__ = {"schema": SCHEMA}
+
+    user_id: str = Field(primary_key=True)
+    default_model: str | None = None
+    default_system_prompt: str | None = None
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -1,12 +1,12 @@
-"""The embeddings service's whole wiring: a batched durable consumer of `message.created`."""
+"""The embeddings service's whole wiring: batched `message.created`, `conversation.deleted`."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from chatbus_contracts.events import MessageCreated
-from chatbus_contracts.streams import EMBEDDINGS_CONSUMER
+from chatbus_contracts.events import ConversationDeleted, MessageCreated
+from chatbus_contracts.streams import EMBEDDINGS_CONSUMER, EMBEDDINGS_DELETIONS_CONSUMER
 from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
 from chatbus_runtime.database import create_engine, upgrade_schema
 from faststream.nats import NatsBroker
@@ -43,12 +43,16 @@ class EmbeddingsService:
             vectors = await embedder.embed([event.content for event in events])
             await store.save(events, vectors, embedder.model_name)
 
+        @self.broker.subscriber(**durable_subscription(EMBEDDINGS_DELETIONS_CONSUMER))
+        async def on_conversation_deleted(event: ConversationDeleted) -> None:
+            await store.drop_conversation(event)
+
     async def start(self) -> None:
         """Migrate, load the model, then start consuming."""
         if self.settings.migrate_on_start:
             await upgrade_schema(MIGRATIONS, self.settings.database_url, SCHEMA)
         await self.embedder.load()
-        await start_broker(self.broker, EMBEDDINGS_CONSUMER)
+        await start_broker(self.broker, EMBEDDINGS_CONSUMER, EMBEDDINGS_DELETIONS_CONSUMER)
         logger.info("embeddings service started (%s)", self.embedder.model_name)
 
     async def stop(self) -> None:

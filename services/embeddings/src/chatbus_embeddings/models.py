@@ -28,3 +28,14 @@ class MessageEmbeddingRow(SQLModel, table=True):
     dimensions: int
     embedding: Any = Field(sa_column=Column(Vector(), nullable=False))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class DeletedConversationRow(SQLModel, table=True):
+    """A deleted conversation: its vectors are dropped, and late messages never embedded."""
+
+    __tablename__ = "deleted_conversations"
+    __table_args__ = {"schema": SCHEMA}
+
+    conversation_id: UUID = Field(primary_key=True)
+    user_id: str
+    deleted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

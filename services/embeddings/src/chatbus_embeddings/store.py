@@ -1,14 +1,16 @@
-"""Idempotent writes of message vectors."""
+"""Idempotent writes of message vectors, and their removal with a deleted conversation."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chatbus_contracts.events import MessageCreated
+from chatbus_contracts.events import ConversationDeleted, MessageCreated
+from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 
-from .models import MessageEmbeddingRow
+from .models import DeletedConversationRow, MessageEmbeddingRow
 
 
 class EmbeddingStore:
@@ -20,7 +22,7 @@ class EmbeddingStore:
     async def save(
         self, events: Sequence[MessageCreated], vectors: Sequence[list[float]], model: str
     ) -> None:
-        """Insert vectors for `events` (same order)."""
+        """Insert vectors for `events` (same order), except those of deleted conversations."""
         rows = [
             {
                 "message_id": event.message_id,
@@ -40,4 +42,36 @@ class EmbeddingStore:
             index_elements=["message_id"]
         )
         async with self._engine.begin() as connection:
-            await connection.execute(statement, rows)
+            deleted = set(
+                (
+                    await connection.scalars(
+                        select(col(DeletedConversationRow.conversation_id)).where(
+                            col(DeletedConversationRow.conversation_id).in_(
+                                {row["conversation_id"] for row in rows}
+                            )
+                        )
+                    )
+                ).all()
+            )
+            rows = [row for row in rows if row["conversation_id"] not in deleted]
+            if rows:
+                await connection.execute(statement, rows)
+
+    async def drop_conversation(self, event: ConversationDeleted) -> None:
+        """Remember the deletion and drop every vector of the conversation."""
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                insert(DeletedConversationRow)
+                .values(
+                    conversation_id=event.conversation_id,
+                    user_id=event.user_id,
+                    deleted_at=event.deleted_at,
+                )
+                .on_conflict_do_nothing()
+            )
+            await connection.execute(
+                delete(MessageEmbeddingRow).where(
+                    col(MessageEmbeddingRow.conversation_id) == event.conversation_id,
+                    col(MessageEmbeddingRow.user_id) == event.user_id,
+                )
+            )

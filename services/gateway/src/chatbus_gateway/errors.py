@@ -1,8 +1,14 @@
-"""HTTP errors with a JSON body: `{"error": {"code": ..., "message": ...}}`."""
+"""HTTP errors with a JSON body: `{"error": {"code": ..., "message": ..., "fields": [...]}}`.
+
+`fields` is present on 422s and names each offending input (`limit`, `title`, ...).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -17,26 +23,54 @@ _CODES = {
 
 
 class ApiError(StarletteHTTPException):
-    """An HTTP error with a stable code."""
+    """An HTTP error with a stable code (and, for 422, the fields at fault)."""
 
-    def __init__(self, status_code: int, code: str, message: str) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        fields: list[dict[str, str]] | None = None,
+    ) -> None:
         super().__init__(status_code, message)
         self.code = code
+        self.fields = fields
 
 
 async def _render(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = getattr(exc, "code", None) or _CODES.get(exc.status_code, "error")
+    body: dict[str, Any] = {"code": code, "message": str(exc.detail)}
+    if getattr(exc, "fields", None):
+        body["fields"] = exc.fields  # type: ignore[attr-defined]
     return JSONResponse(
-        {"error": {"code": code, "message": str(exc.detail)}},
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
+        {"error": body}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    # ("query", "limit") -> "limit"; ("body", "settings", "model") -> "settings.model"
+    parts = [str(part) for part in location[1:]] or [str(location[0])]
+    return ".".join(parts)
+
+
+async def _render_invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        {"field": _field_name(tuple(item["loc"])), "message": item["msg"]} for item in exc.errors()
+    ]
+    message = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    return JSONResponse(
+        {"error": {"code": "invalid_request", "message": message, "fields": fields}},
+        status_code=422,
     )
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every HTTP error in the chatbus JSON shape."""
+    """Render every HTTP error, including request validation, in the chatbus JSON shape."""
     app.add_exception_handler(StarletteHTTPException, _render)
+    app.add_exception_handler(RequestValidationError, _render_invalid)
 
 
 def unavailable() -> ApiError:

@@ -1,50 +1,19 @@
-"""REST routes: conversations (answered by the conversation service) and health."""
+"""REST routes: the model catalogue and health (conversations are in conversations_api)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-from uuid import UUID
+from typing import Any
 
 from chatbus_contracts import subjects
-from chatbus_contracts.queries import ConversationDetail, ConversationPage, ListModels, ModelList
+from chatbus_contracts.queries import ListModels, ModelList
 from chatbus_contracts.streams import ALL_STREAMS
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 from nats.errors import Error as NatsError
 
 from .deps import CurrentUser, State
 from .errors import ApiError, unavailable
 
 router = APIRouter()
-
-
-@router.get("/v1/conversations", response_model=ConversationPage)
-async def list_conversations(
-    user_id: CurrentUser,
-    state: State,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> ConversationPage:
-    """The caller's conversations, newest first; pass `next_cursor` back for the next page."""
-    try:
-        return await state.conversations.list(user_id, limit, cursor)
-    except (NatsError, TimeoutError) as error:
-        raise unavailable() from error
-
-
-@router.get("/v1/conversations/{conversation_id}", response_model=ConversationDetail)
-async def get_conversation(
-    conversation_id: UUID, user_id: CurrentUser, state: State
-) -> ConversationDetail:
-    """One of the caller's conversations with its messages; 404 for any other id."""
-    try:
-        found = await state.conversations.get(user_id, conversation_id)
-    except (NatsError, TimeoutError) as error:
-        raise unavailable() from error
-    if found is None:
-        raise ApiError(
-            status.HTTP_404_NOT_FOUND, "conversation_not_found", "conversation not found"
-        )
-    return found
 
 
 @router.get("/v1/models")

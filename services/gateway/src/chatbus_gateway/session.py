@@ -9,7 +9,15 @@ from collections.abc import AsyncIterator
 from chatbus_contracts.chunks import DeltaChunk, ReplyChunk
 from chatbus_contracts.common import Model
 from chatbus_contracts.errors import ErrorCode
-from chatbus_contracts.ws import AuthFrame, ChatError, ChatSend, ChatStop, Ping, Pong
+from chatbus_contracts.ws import (
+    AuthFrame,
+    ChatError,
+    ChatRegenerate,
+    ChatSend,
+    ChatStop,
+    Ping,
+    Pong,
+)
 from fastapi import WebSocket, WebSocketDisconnect
 from faststream.nats import NatsBroker
 from opentelemetry.trace import Tracer
@@ -70,7 +78,7 @@ class ChatSession:
         except BadFrame as bad:
             await self.send(bad.error)
             return
-        if isinstance(frame, ChatSend):
+        if isinstance(frame, ChatSend | ChatRegenerate):
             task = asyncio.create_task(self._turn(frame))
             self._turns.add(task)
             task.add_done_callback(self._turns.discard)
@@ -102,7 +110,7 @@ class ChatSession:
                 )
             )
 
-    async def _turn(self, send: ChatSend) -> None:
+    async def _turn(self, send: ChatSend | ChatRegenerate) -> None:
         with self._tracer.start_as_current_span(
             "chat.turn", attributes={"chatbus.user_id": self._user_id}
         ):

@@ -14,6 +14,7 @@ from opentelemetry.trace import Tracer
 
 from .auth import TokenVerifier
 from .conversations import ConversationClient
+from .live import UserSockets
 from .replies import ReplyRouter
 from .settings import GatewaySettings
 from .turns import TurnAcceptor
@@ -30,6 +31,7 @@ class GatewayState:
     verifier: TokenVerifier
     conversations: ConversationClient
     acceptor: TurnAcceptor
+    sockets: UserSockets
     tracer: Tracer
 
 
@@ -42,6 +44,12 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
     @broker.subscriber(subjects.chat_chunks_gateway_wildcard(gateway_id))
     async def on_chunk(msg: NatsMessage) -> None:
         router.dispatch(REPLY_CHUNK_ADAPTER.validate_json(msg.body))
+
+    sockets = UserSockets()
+
+    @broker.subscriber(subjects.CONVERSATION_EVENTS_ALL, no_reply=True)
+    async def on_conversation_event(msg: NatsMessage) -> None:
+        await sockets.push(msg.raw_message.subject, msg.body)
 
     conversations = ConversationClient(broker, settings.query_timeout_seconds)
     return GatewayState(
@@ -59,5 +67,6 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
             max_content_bytes=settings.max_content_bytes,
             publish_timeout_seconds=settings.publish_timeout_seconds,
         ),
+        sockets=sockets,
         tracer=tracer_provider.get_tracer("chatbus.gateway"),
     )

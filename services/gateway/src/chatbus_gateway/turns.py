@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from uuid import UUID
 
 from chatbus_contracts import subjects
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import derived_id
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.streams import CHAT_REQUESTS
-from chatbus_contracts.ws import ChatAccepted, ChatSend
+from chatbus_contracts.ws import ChatAccepted, ChatRegenerate, ChatSend
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
 
@@ -68,9 +69,10 @@ class TurnAcceptor:
         self._max_content_bytes = max_content_bytes
         self._publish_timeout = publish_timeout_seconds
 
-    async def accept(self, user_id: str, send: ChatSend) -> AcceptedTurn:
+    async def accept(self, user_id: str, send: ChatSend | ChatRegenerate) -> AcceptedTurn:
         """Publish the turn and wait for the PubAck; the queue then receives its chunks."""
-        if len(send.content.encode()) > self._max_content_bytes:
+        content = send.content if isinstance(send, ChatSend) else ""
+        if len(content.encode()) > self._max_content_bytes:
             raise TurnRefused(
                 ErrorCode.CONTENT_TOO_LARGE,
                 f"content is larger than {self._max_content_bytes} bytes",
@@ -89,23 +91,7 @@ class TurnAcceptor:
                 ) from error
             if found is None:
                 raise TurnRefused(ErrorCode.CONVERSATION_NOT_FOUND, "conversation not found")
-        conversation_id = send.conversation_id or derived_id(request_id, "conversation")
-        command = GenerateReply(
-            request_id=request_id,
-            client_message_id=send.id,
-            user_id=user_id,
-            conversation_id=conversation_id,
-            new_conversation=send.conversation_id is None,
-            user_message_id=derived_id(request_id, "user"),
-            assistant_message_id=derived_id(request_id, "assistant"),
-            content=send.content,
-            model=send.model,
-            provider=send.provider,
-            system=send.system,
-            temperature=send.temperature,
-            max_tokens=send.max_tokens,
-            reply_subject=subjects.chat_chunks_subject(self._gateway_id, request_id),
-        )
+        command = self._command(user_id, request_id, send)
         # Listen before publishing, so not even the first chunk can be missed.
         queue = self._router.open(request_id)
         try:
@@ -127,8 +113,40 @@ class TurnAcceptor:
         accepted = ChatAccepted(
             id=send.id,
             request_id=request_id,
-            conversation_id=conversation_id,
+            conversation_id=command.conversation_id,
             user_message_id=command.user_message_id,
             assistant_message_id=command.assistant_message_id,
         )
         return AcceptedTurn(accepted, queue, duplicate=bool(ack.duplicate))
+
+    def _command(
+        self, user_id: str, request_id: UUID, send: ChatSend | ChatRegenerate
+    ) -> GenerateReply:
+        """The durable command of a send (new user message) or a regenerate (none)."""
+        conversation_id = send.conversation_id or derived_id(request_id, "conversation")
+        anchors: dict[str, object] = {"user_message_id": derived_id(request_id, "user")}
+        if isinstance(send, ChatSend):
+            anchors |= {
+                "content": send.content,
+                "parent_message_id": send.parent_message_id,
+                "edit_message_id": send.edit_message_id,
+            }
+        else:
+            anchors |= {"content": "", "regenerate": True, "user_message_id": send.message_id}
+        return GenerateReply.model_validate(
+            {
+                "request_id": request_id,
+                "client_message_id": send.id,
+                "user_id": user_id,
+                "conversation_id": conversation_id,
+                "new_conversation": send.conversation_id is None,
+                "assistant_message_id": derived_id(request_id, "assistant"),
+                "model": send.model,
+                "provider": send.provider,
+                "system": send.system,
+                "temperature": send.temperature,
+                "max_tokens": send.max_tokens,
+                "reply_subject": subjects.chat_chunks_subject(self._gateway_id, request_id),
+                **anchors,
+            }
+        )

@@ -43,4 +43,8 @@ async def chat_socket(websocket: WebSocket) -> None:
     session = ChatSession(
         websocket, user_id, state.acceptor, state.router, state.broker, state.tracer
     )
-    await session.run()
+    state.sockets.add(user_id, session)
+    try:
+        await session.run()
+    finally:
+        state.sockets.remove(user_id, session)

@@ -17,6 +17,7 @@ from .catalogue import load_catalogue
 from .providers.registry import configured_providers
 from .routing import ProviderRouter
 from .settings import InferenceSettings
+from .titles import TitleWriter
 from .turn import TurnRunner
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,12 @@ class InferenceService:
             history_timeout_seconds=settings.history_timeout_seconds,
             retry_policy=settings.retry_policy,
             timeouts=settings.stream_timeouts,
+            titles=TitleWriter(
+                self.broker,
+                self.router,
+                title_model=settings.title_model,
+                timeout_seconds=settings.title_timeout_seconds,
+            ),
         )
         self._wire()
 

@@ -36,17 +36,22 @@ def usage_recorded(
     latency_ms: int | None,
     *,
     status: Literal["completed", "stopped", "failed"] | None = None,
+    kind: Literal["chat", "title"] = "chat",
 ) -> UsageRecorded:
     """The priced `usage.recorded` event of a turn's provider call."""
     cost, price_source = price_call(usage, model, provider)
     if status is None:
         status = "stopped" if finish_reason == "stopped" else "completed"
+    event_id = derived_id(request.request_id, subjects.USAGE_RECORDED)
+    if kind != "chat":
+        event_id = derived_id(request.request_id, subjects.USAGE_RECORDED, kind)
     return UsageRecorded(
-        event_id=derived_id(request.request_id, subjects.USAGE_RECORDED),
+        event_id=event_id,
+        kind=kind,
         user_id=request.user_id,
         request_id=request.request_id,
         conversation_id=request.conversation_id,
-        message_id=request.assistant_message_id,
+        message_id=request.assistant_message_id if kind == "chat" else None,
         status=status,
         provider=provider,
         model=model,

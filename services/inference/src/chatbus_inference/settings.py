@@ -24,6 +24,10 @@ class InferenceSettings(ServiceSettings):
     models_file: Path | None = Field(default=None, description="TOML model catalogue.")
     max_concurrent_turns: int = Field(default=64, ge=1)
     history_timeout_seconds: float = 10.0
+    title_model: str | None = Field(
+        default=None, description="Model that titles new conversations; None: the turn's model."
+    )
+    title_timeout_seconds: float = Field(default=20.0, gt=0)
     demo_token_delay_ms: float = Field(default=15.0, ge=0)
 
     max_retries: int = Field(default=2, ge=0)

@@ -1,13 +1,15 @@
 """One chat turn: history, user message, streamed answer (with retries and fallback), events.
 
     run(request)
-      history  ── conversation.query.history (read-your-writes)
-      user message.created (+ conversation.created for a new conversation)
+      plan     ── conversation.query.history: the branch and settings (plan.py)
+      user message.created (+ conversation.created for a new conversation;
+                            none for a regenerate)
       for route in [model, *fallbacks]:            a retryable failure before any token
           stream_with_retries(route) → delta chunks   moves on to the next route
       ├── finished → assistant message.created, usage.recorded, end chunk
       ├── chat.stop → partial message.created, usage.recorded (stopped), stopped chunk
       └── failed    → message.failed, usage.recorded if anything to bill, error chunk
+      a new conversation's first answer → a generated title (titles.py)
 
 Every event id is derived from the request id, so a redelivered turn republishes the
 same events and JetStream drops the duplicates.
@@ -27,16 +29,15 @@ from chatbus_contracts import subjects
 from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, StoppedChunk
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import FinishReason, TokenUsage, derived_id, utc_now
-from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.events import ConversationCreated, MessageCreated, MessageFailed
-from chatbus_contracts.queries import GetHistory, HistoryReply, MessageView
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import publish_event
 from faststream.nats import NatsBroker, NatsMessage
 
 from .billing import estimate_usage, usage_recorded
 from .keepalive import in_progress_while
-from .prompt import build_prompt, trim_to_window
+from .plan import TurnPlan, plan_turn
+from .prompt import trim_to_window
 from .providers.base import (
     CompletionRequest,
     Finished,
@@ -47,14 +48,16 @@ from .providers.base import (
 )
 from .resilience import RetryPolicy, StreamTimeouts, stream_with_retries
 from .routing import ProviderRouter, Route
+from .titles import TitleWriter, first_words
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class _Progress:
-    """What has been streamed so far, and by which route."""
+    """What has been streamed so far, by which route, for which plan."""
 
+    plan: TurnPlan | None = None
     route: Route | None = None
     prompt: list[PromptMessage] = field(default_factory=list)
     seq: int = 0
@@ -74,11 +77,6 @@ class _Running:
     stop_requested: bool = False
 
 
-def _title(content: str, max_chars: int = 60) -> str:
-    line = " ".join(content.split())
-    return line if len(line) <= max_chars else line[: max_chars - 1].rstrip() + "…"
-
-
 class TurnRunner:
     """Runs `GenerateReply` commands and stops them on request."""
 
@@ -90,8 +88,10 @@ class TurnRunner:
         history_timeout_seconds: float,
         retry_policy: RetryPolicy,
         timeouts: StreamTimeouts,
+        titles: TitleWriter,
     ) -> None:
         self._broker = broker
+        self._titles = titles
         self._router = router
         self._history_timeout = history_timeout_seconds
         self._retry_policy = retry_policy
@@ -110,19 +110,19 @@ class TurnRunner:
     async def run(self, request: GenerateReply, msg: NatsMessage) -> None:
         """Run one turn to its end; raises only for infrastructure failures."""
         started = time.monotonic()
-        history = await self._history(request)
         progress = _Progress()
-        if history is None:
-            error = ProviderError(ErrorCode.CONVERSATION_NOT_FOUND, "conversation not found")
+        try:
+            plan = progress.plan = await plan_turn(self._broker, request, self._history_timeout)
+        except ProviderError as error:
             await self._fail(request, progress, error)
             return
-        await self._publish_user_message(request, history)
+        await self._publish_user_message(request, plan)
         task = asyncio.current_task()
         assert task is not None
         running = self._running[request.request_id] = _Running(request.user_id, task)
         try:
             async with in_progress_while(msg, INFERENCE_CONSUMER.ack_wait_seconds / 3):
-                finished = await self._generate(request, history, progress)
+                finished = await self._generate(request, plan, progress)
         except asyncio.CancelledError:
             if not running.stop_requested:
                 raise
@@ -136,24 +136,12 @@ class TurnRunner:
             self._running.pop(request.request_id, None)
         assert progress.route is not None
         await self._complete(request, progress.route, progress, finished, started)
-
-    async def _history(self, request: GenerateReply) -> list[MessageView] | None:
         if request.new_conversation:
-            return []
-        query = GetHistory(
-            user_id=request.user_id,
-            conversation_id=request.conversation_id,
-            exclude_request_id=request.request_id,
-        )
-        response = await self._broker.request(
-            query, subjects.CONVERSATION_QUERY_HISTORY, timeout=self._history_timeout
-        )
-        reply = HistoryReply.model_validate_json(response.body)
-        return reply.messages if reply.found else None
+            await self._titles.write(request, progress.route, progress.text)
 
-    async def _publish_user_message(
-        self, request: GenerateReply, history: list[MessageView]
-    ) -> None:
+    async def _publish_user_message(self, request: GenerateReply, plan: TurnPlan) -> None:
+        if request.regenerate:
+            return
         if request.new_conversation:
             await publish_event(
                 self._broker,
@@ -161,7 +149,8 @@ class TurnRunner:
                     event_id=derived_id(request.request_id, subjects.CONVERSATION_CREATED),
                     user_id=request.user_id,
                     conversation_id=request.conversation_id,
-                    title=_title(request.content),
+                    title=first_words(request.content),
+                    settings=plan.conversation_settings,
                     created_at=request.accepted_at,
                 ),
             )
@@ -175,25 +164,26 @@ class TurnRunner:
                 request_id=request.request_id,
                 role="user",
                 content=request.content,
-                parent_id=history[-1].id if history else None,
+                parent_id=plan.user_parent_id,
                 created_at=request.accepted_at,
             ),
         )
 
     async def _generate(
-        self, request: GenerateReply, history: list[MessageView], progress: _Progress
+        self, request: GenerateReply, plan: TurnPlan, progress: _Progress
     ) -> Finished:
-        routes = self._router.routes(request.model, request.provider)
-        prompt = build_prompt(request, history)
+        settings = plan.settings
+        routes = self._router.routes(settings.model, settings.provider)
+        prompt = plan.prompt
         for index, route in enumerate(routes):
             progress.route = route
-            max_tokens = request.max_tokens or route.max_output_tokens
+            max_tokens = settings.max_tokens or route.max_output_tokens
             progress.prompt = trim_to_window(prompt, route.context_window, max_tokens)
             completion = CompletionRequest(
                 model=route.model,
                 messages=progress.prompt,
-                temperature=request.temperature,
-                max_tokens=request.max_tokens,
+                temperature=settings.temperature,
+                max_tokens=settings.max_tokens,
             )
             events = stream_with_retries(
                 route.provider, completion, self._retry_policy, self._timeouts
@@ -229,6 +219,7 @@ class TurnRunner:
     async def _publish_assistant(
         self,
         request: GenerateReply,
+        parent_id: UUID,
         route: Route,
         content: str,
         usage: TokenUsage,
@@ -250,7 +241,7 @@ class TurnRunner:
                 request_id=request.request_id,
                 role="assistant",
                 content=content,
-                parent_id=request.user_message_id,
+                parent_id=parent_id,
                 created_at=utc_now(),
                 model=model,
                 provider=route.provider.name,
@@ -271,8 +262,10 @@ class TurnRunner:
         finished: Finished,
         started: float,
     ) -> None:
+        assert progress.plan is not None
         cost, latency_ms = await self._publish_assistant(
             request,
+            progress.plan.assistant_parent_id,
             route,
             progress.text,
             finished.usage,
@@ -295,10 +288,11 @@ class TurnRunner:
 
     async def _stopped(self, request: GenerateReply, progress: _Progress, started: float) -> None:
         """Keep and bill the partial answer of a stopped turn."""
-        if progress.route is not None:
+        if progress.route is not None and progress.plan is not None:
             usage = estimate_usage(progress.prompt, progress.parts)
             await self._publish_assistant(
                 request,
+                progress.plan.assistant_parent_id,
                 progress.route,
                 progress.text,
                 usage,

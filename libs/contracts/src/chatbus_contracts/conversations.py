@@ -1,0 +1,128 @@
+"""Conversation management over core NATS request/reply, answered by the conversation service.
+
+Commands change a conversation and publish the matching `conversation.*` event; queries
+only read. As with every query, `user_id` comes from the caller's verified token.
+A command or query that cannot be done answers `Refused` instead of its usual reply.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from .common import TITLE_MAX_CHARS, ChatSettings, Model, Role
+from .queries import ConversationView
+
+
+class Refused(Model):
+    """Why a command or query was not done; `field` names the offending input, if any."""
+
+    code: Literal["conversation_not_found", "message_not_found", "invalid_request"]
+    message: str
+    field: str | None = None
+
+
+class CreateConversation(Model):
+    """Start an empty conversation; unset settings come from the user's preferences."""
+
+    user_id: str
+    title: str | None = Field(default=None, max_length=TITLE_MAX_CHARS)
+    settings: ChatSettings = ChatSettings()
+
+
+class ConversationChanges(Model):
+    """What a `PATCH` changes: only the fields it names (None clears a setting)."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX_CHARS)
+    system_prompt: str | None = Field(default=None, max_length=32_000)
+    model: str | None = Field(default=None, max_length=200)
+    provider: str | None = Field(default=None, max_length=100)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    active_message_id: UUID | None = Field(
+        default=None, description="Switch the active branch to the one ending at this message."
+    )
+
+
+class UpdateConversation(Model):
+    """Apply `changes` (only its set fields).
+
+    `generated_title` is how inference proposes an automatic title: it is applied only
+    while the title still comes from the first message, never over a user's rename.
+    """
+
+    user_id: str
+    conversation_id: UUID
+    changes: ConversationChanges = ConversationChanges()
+    changed_fields: frozenset[str] = frozenset()
+    generated_title: str | None = Field(default=None, max_length=TITLE_MAX_CHARS)
+
+
+class DeleteConversation(Model):
+    """Soft-delete a conversation."""
+
+    user_id: str
+    conversation_id: UUID
+
+
+class ConversationChanged(Model):
+    """Reply to create and update: the conversation as it now is."""
+
+    conversation: ConversationView
+
+
+class ConversationRemoved(Model):
+    """Reply to delete."""
+
+    conversation_id: UUID
+    deleted_at: datetime
+
+
+class SearchMessages(Model):
+    """Keyword search (Postgres full-text) over the caller's messages, best match first."""
+
+    user_id: str
+    query: str = Field(min_length=1, max_length=500)
+    limit: int = Field(default=20, ge=1, le=100)
+    conversation_id: UUID | None = None
+
+
+class SearchHit(Model):
+    """One matching message, with the matched words marked `<mark>…</mark>` in `snippet`."""
+
+    conversation_id: UUID
+    conversation_title: str
+    message_id: UUID
+    role: Role
+    snippet: str
+    rank: float
+    created_at: datetime
+
+
+class SearchResults(Model):
+    """Reply to `SearchMessages`."""
+
+    hits: list[SearchHit]
+
+
+class Preferences(Model):
+    """A user's defaults, applied to each conversation they start."""
+
+    default_model: str | None = Field(default=None, max_length=200)
+    default_system_prompt: str | None = Field(default=None, max_length=32_000)
+
+
+class GetPreferences(Model):
+    """The caller's preferences (all None until set)."""
+
+    user_id: str
+
+
+class SetPreferences(Model):
+    """Replace the caller's preferences."""
+
+    user_id: str
+    preferences: Preferences

@@ -1,0 +1,165 @@
+"""Conversation commands: change the row, publish the event, then commit.
+
+The event is published (and its PubAck awaited) inside the transaction that holds the
+row lock: if the publish fails nothing changes; if the commit fails after it, this
+service's own consumer applies the event later (the projection is idempotent). So
+the table and the event stream never disagree for long, and readers of this service
+see their own change at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from uuid import uuid4
+
+from chatbus_contracts import subjects
+from chatbus_contracts.common import ChatSettings, derived_id, utc_now
+from chatbus_contracts.conversations import (
+    ConversationChanged,
+    ConversationRemoved,
+    CreateConversation,
+    DeleteConversation,
+    Preferences,
+    Refused,
+    UpdateConversation,
+)
+from chatbus_contracts.events import ConversationCreated, ConversationDeleted, ConversationUpdated
+from chatbus_runtime.bus import publish_event
+from faststream.nats import NatsBroker
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
+
+from .models import ConversationRow, MessageRow, PreferencesRow
+from .projection import Projection
+from .store import ConversationStore, owned
+from .views import conversation_view, settings_of
+
+logger = logging.getLogger(__name__)
+
+_SETTING_FIELDS = frozenset(ChatSettings.model_fields)
+NOT_FOUND = Refused(code="conversation_not_found", message="conversation not found")
+
+
+class ConversationCommands:
+    """Create, change and delete conversations; set preferences."""
+
+    def __init__(
+        self, broker: NatsBroker, store: ConversationStore, projection: Projection
+    ) -> None:
+        self._broker = broker
+        self._store = store
+        self._projection = projection
+
+    async def create(self, command: CreateConversation) -> ConversationChanged:
+        """A new, empty conversation with the user's preferences filled in."""
+        conversation_id = uuid4()
+        preferred = await self._store.new_conversation_settings(command.user_id)
+        settings = command.settings.model_copy(
+            update={
+                "model": command.settings.model or preferred.model,
+                "system_prompt": command.settings.system_prompt or preferred.system_prompt,
+            }
+        )
+        event = ConversationCreated(
+            event_id=derived_id(conversation_id, subjects.CONVERSATION_CREATED),
+            user_id=command.user_id,
+            conversation_id=conversation_id,
+            title=command.title or "New conversation",
+            title_source="user" if command.title else "message",
+            settings=settings,
+            created_at=utc_now(),
+        )
+        await publish_event(self._broker, event)
+        await self._projection.conversation_created(event)
+        found = await self._store.get_conversation(
+            command.user_id, conversation_id, include_messages=False
+        )
+        assert found is not None
+        return ConversationChanged(conversation=found)
+
+    async def update(self, command: UpdateConversation) -> ConversationChanged | Refused:
+        """Apply the named changes, or a generated title while the title is automatic."""
+        async with self._store.session() as session, session.begin():
+            row = await session.scalar(
+                select(ConversationRow)
+                .where(owned(command.user_id, command.conversation_id))
+                .with_for_update()
+            )
+            if row is None:
+                return NOT_FOUND
+            changes, fields = command.changes, command.changed_fields
+            changed = bool(fields & _SETTING_FIELDS)
+            if "active_message_id" in fields:
+                if changes.active_message_id is None or not await session.scalar(
+                    select(col(MessageRow.id)).where(
+                        col(MessageRow.id) == changes.active_message_id,
+                        col(MessageRow.conversation_id) == row.id,
+                    )
+                ):
+                    return Refused(
+                        code="message_not_found",
+                        message="active_message_id is not a message of this conversation",
+                        field="active_message_id",
+                    )
+                row.active_message_id, changed = changes.active_message_id, True
+            if "title" in fields and changes.title is not None:
+                row.title, row.title_source, changed = changes.title, "user", True
+            elif command.generated_title and row.title_source == "message":
+                row.title, row.title_source, changed = command.generated_title, "generated", True
+            if not changed:
+                return ConversationChanged(conversation=conversation_view(row))
+            for name in fields & _SETTING_FIELDS:
+                setattr(row, name, getattr(changes, name))
+            row.revision += 1
+            row.updated_at = utc_now()
+            await publish_event(self._broker, self._updated_event(row))
+            session.add(row)
+        return ConversationChanged(conversation=conversation_view(row))
+
+    @staticmethod
+    def _updated_event(row: ConversationRow) -> ConversationUpdated:
+        return ConversationUpdated(
+            event_id=derived_id(row.id, subjects.CONVERSATION_UPDATED, row.revision),
+            user_id=row.user_id,
+            conversation_id=row.id,
+            revision=row.revision,
+            title=row.title,
+            title_source=row.title_source,
+            settings=settings_of(row),
+            active_message_id=row.active_message_id,
+            updated_at=row.updated_at,
+        )
+
+    async def delete(self, command: DeleteConversation) -> ConversationRemoved | Refused:
+        """Soft-delete; the `conversation.deleted` event tells every other owner of data."""
+        async with self._store.session() as session, session.begin():
+            row = await session.scalar(
+                select(ConversationRow)
+                .where(owned(command.user_id, command.conversation_id))
+                .with_for_update()
+            )
+            if row is None:
+                return NOT_FOUND
+            row.deleted_at = utc_now()
+            await publish_event(
+                self._broker,
+                ConversationDeleted(
+                    event_id=derived_id(row.id, subjects.CONVERSATION_DELETED),
+                    user_id=row.user_id,
+                    conversation_id=row.id,
+                    deleted_at=row.deleted_at,
+                ),
+            )
+            session.add(row)
+        return ConversationRemoved(conversation_id=row.id, deleted_at=row.deleted_at)
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> Preferences:
+        """Replace the user's preferences."""
+        values = preferences.model_dump() | {"updated_at": utc_now()}
+        async with self._store.session() as session, session.begin():
+            await session.execute(
+                insert(PreferencesRow)
+                .values(user_id=user_id, **values)
+                .on_conflict_do_update(index_elements=["user_id"], set_=values)
+            )
+        return preferences

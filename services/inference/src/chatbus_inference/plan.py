@@ -1,0 +1,115 @@
+"""What a turn builds on: the branch of history, its settings, and where the new messages hang.
+
+    chat.send                       history = active branch (or the one ending at
+                                    parent_message_id, or up to the edited message)
+                                    user message -> child of history[-1]
+                                    answer       -> child of the user message
+    chat.regenerate                 history = branch ending at the user message
+                                    (an assistant message_id: at its question)
+                                    answer       -> child of that user message
+
+Settings: a turn's own overrides, then the conversation's settings (which already
+hold the user's preferences), then the service default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from chatbus_contracts import subjects
+from chatbus_contracts.commands import GenerateReply
+from chatbus_contracts.common import ChatSettings
+from chatbus_contracts.errors import ErrorCode
+from chatbus_contracts.queries import GetHistory, HistoryReply, MessageView
+from faststream.nats import NatsBroker
+
+from .providers.base import PromptMessage, ProviderError
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """Everything about a turn that comes from the stored conversation."""
+
+    history: list[MessageView]
+    new_content: str | None
+    conversation_settings: ChatSettings
+    settings: ChatSettings
+    user_parent_id: UUID | None
+    assistant_parent_id: UUID
+
+    @property
+    def prompt(self) -> list[PromptMessage]:
+        """System prompt, then the branch (ending with the question for a regenerate)."""
+        messages: list[PromptMessage] = []
+        if self.settings.system_prompt:
+            messages.append(PromptMessage("system", self.settings.system_prompt))
+        messages.extend(
+            PromptMessage(m.role, m.content) for m in self.history if m.role != "system"
+        )
+        if self.new_content is not None:
+            messages.append(PromptMessage("user", self.new_content))
+        return messages
+
+
+def history_query(request: GenerateReply) -> GetHistory:
+    """The history a request needs, by how it anchors in the message tree."""
+    leaf_id = request.parent_message_id or request.edit_message_id
+    if request.regenerate:
+        leaf_id = request.user_message_id
+    return GetHistory(
+        user_id=request.user_id,
+        conversation_id=request.conversation_id,
+        new_conversation=request.new_conversation,
+        leaf_id=leaf_id,
+        include_leaf=request.edit_message_id is None,
+        exclude_request_id=None if request.regenerate else request.request_id,
+    )
+
+
+def effective_settings(request: GenerateReply, conversation: ChatSettings) -> ChatSettings:
+    """The turn's overrides over the conversation's settings."""
+    return ChatSettings(
+        system_prompt=request.system or conversation.system_prompt,
+        model=request.model or conversation.model,
+        provider=request.provider or conversation.provider,
+        temperature=request.temperature
+        if request.temperature is not None
+        else conversation.temperature,
+        max_tokens=request.max_tokens or conversation.max_tokens,
+    )
+
+
+async def plan_turn(broker: NatsBroker, request: GenerateReply, timeout_seconds: float) -> TurnPlan:
+    """Ask the conversation service for the branch; `ProviderError` if it does not exist."""
+    response = await broker.request(
+        history_query(request), subjects.CONVERSATION_QUERY_HISTORY, timeout=timeout_seconds
+    )
+    reply = HistoryReply.model_validate_json(response.body)
+    if not reply.found:
+        if request.regenerate or request.parent_message_id or request.edit_message_id:
+            raise ProviderError(ErrorCode.MESSAGE_NOT_FOUND, "no such message in this conversation")
+        raise ProviderError(ErrorCode.CONVERSATION_NOT_FOUND, "conversation not found")
+    settings = effective_settings(request, reply.settings)
+    history = list(reply.messages)
+    if not request.regenerate:
+        return TurnPlan(
+            history=history,
+            new_content=request.content,
+            conversation_settings=reply.settings,
+            settings=settings,
+            user_parent_id=history[-1].id if history else None,
+            assistant_parent_id=request.user_message_id,
+        )
+    if history and history[-1].role == "assistant":
+        history.pop()
+    if not history or history[-1].role != "user":
+        raise ProviderError(ErrorCode.INVALID_REQUEST, "only a user message can be answered again")
+    return TurnPlan(
+        history=history,
+        new_content=None,
+        conversation_settings=reply.settings,
+        settings=settings,
+        user_parent_id=history[-1].parent_id,
+        assistant_parent_id=history[-1].id,
+    )
