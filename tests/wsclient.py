@@ -35,9 +35,11 @@ async def receive(ws: ClientConnection, *, live: bool = False) -> dict[str, Any]
             return frame
 
 
-async def receive_live(ws: ClientConnection, frame_type: str, timeout: float) -> dict[str, Any]:
-    """The next frame of `frame_type`, skipping every other, within `timeout` seconds."""
-    async with asyncio.timeout(timeout):
+async def receive_live(
+    ws: ClientConnection, frame_type: str, within_seconds: float
+) -> dict[str, Any]:
+    """The next frame of `frame_type`, skipping every other, within `within_seconds`."""
+    async with asyncio.timeout(within_seconds):
         while True:
             frame = await receive(ws, live=True)
             if frame["type"] == frame_type:

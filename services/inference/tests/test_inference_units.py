@@ -6,8 +6,8 @@ from uuid import uuid4
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import ChatSettings, TokenUsage, utc_now
 from chatbus_contracts.queries import MessageView
-from chatbus_inference.pricing import price_call
 from chatbus_inference.plan import TurnPlan, effective_settings, history_query
+from chatbus_inference.pricing import price_call
 from chatbus_inference.providers.base import CompletionRequest, Finished, PromptMessage, TextDelta
 from chatbus_inference.providers.demo import DemoProvider
 from genai_prices import Usage, calc_price
