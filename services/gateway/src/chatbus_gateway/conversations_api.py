@@ -52,7 +52,7 @@ def _answers() -> Iterator[None]:
         refused = error.refused
         if refused.code == "invalid_request":
             raise ApiError(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
                 refused.code,
                 refused.message,
                 fields=[{"field": refused.field or "body", "message": refused.message}],
@@ -107,7 +107,7 @@ async def update_conversation(
     """Rename, change settings (null clears one) or switch the active branch."""
     if "title" in body.model_fields_set and body.title is None:
         raise ApiError(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             "invalid_request",
             "title cannot be null",
             fields=[{"field": "title", "message": "title cannot be null"}],
