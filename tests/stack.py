@@ -44,6 +44,7 @@ class Stack:
     emulator: EmulatorState
     spans: InMemorySpanExporter
     settings: GatewaySettings
+    emulator_url: str
 
     @property
     def ws_url(self) -> str:
@@ -122,7 +123,7 @@ async def run_stack(infra: Infra) -> AsyncIterator[Stack]:
         while not server.started:  # noqa: ASYNC110 (uvicorn only exposes a flag)
             await asyncio.sleep(0.02)
         try:
-            yield Stack(infra, f"http://127.0.0.1:{port}", emulator, spans, settings)
+            yield Stack(infra, f"http://127.0.0.1:{port}", emulator, spans, settings, emulator_url)
         finally:
             server.should_exit = True
             await server_task

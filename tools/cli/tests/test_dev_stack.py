@@ -162,7 +162,9 @@ async def _chat(port: int, token: str, content: str) -> list[dict[str, Any]]:
         await ws.send(json.dumps({"type": "chat.send", "id": "t1", "content": content}))
         async with asyncio.timeout(60):
             while not frames or frames[-1]["type"] not in ("chat.end", "chat.error"):
-                frames.append(json.loads(await ws.recv()))
+                frame = json.loads(await ws.recv())
+                if not frame["type"].startswith("conversation."):  # live updates
+                    frames.append(frame)
     return frames
 
 

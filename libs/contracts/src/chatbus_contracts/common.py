@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID, uuid5
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "stopped", "error"]
@@ -79,3 +79,11 @@ class ChatSettings(Model):
 
 
 TITLE_MAX_CHARS = 200
+
+
+def _usd_text(amount: Decimal) -> str:
+    return format_usd(amount) or "0"
+
+
+# A USD amount that reads as a plain decimal string in JSON ("0.0000072", never "7.2E-6").
+Usd = Annotated[Decimal, PlainSerializer(_usd_text, return_type=str, when_used="json")]

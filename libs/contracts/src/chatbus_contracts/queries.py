@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from .common import ChatSettings, FinishReason, Model, Role, TokenUsage
+from .common import ChatSettings, FinishReason, Model, Role, TokenUsage, Usd
 
 
 class ListConversations(Model):
@@ -62,7 +62,7 @@ class MessageView(Model):
     model: str | None = None
     provider: str | None = None
     usage: TokenUsage | None = None
-    cost_usd: Decimal | None = None
+    cost_usd: Usd | None = None
     finish_reason: FinishReason | None = None
 
 
@@ -79,7 +79,7 @@ class ConversationView(Model):
     )
     message_count: int = 0
     total_tokens: int = 0
-    cost_usd: Decimal = Decimal(0)
+    cost_usd: Usd = Decimal(0)
 
 
 class ConversationDetail(ConversationView):
@@ -116,6 +116,9 @@ class HistoryReply(Model):
     found: bool
     messages: list[MessageView]
     settings: ChatSettings = ChatSettings()
+    untitled: bool = Field(
+        default=False, description="The title is still automatic: a generated one may replace it."
+    )
     caught_up: bool = Field(
         default=True, description="False when the read barrier timed out (history may lag)."
     )

@@ -124,7 +124,7 @@ class ConversationService:
         async def get_history(query: GetHistory) -> HistoryReply:
             if query.new_conversation:
                 settings = await store.new_conversation_settings(query.user_id)
-                return HistoryReply(found=True, messages=[], settings=settings)
+                return HistoryReply(found=True, messages=[], settings=settings, untitled=True)
             caught_up = await barrier.wait()
             branch = await store.history(
                 query.user_id,
@@ -135,9 +135,13 @@ class ConversationService:
             )
             if branch is None:
                 return HistoryReply(found=False, messages=[], caught_up=caught_up)
-            messages, settings = branch
+            messages, settings, untitled = branch
             return HistoryReply(
-                found=True, messages=messages, settings=settings, caught_up=caught_up
+                found=True,
+                messages=messages,
+                settings=settings,
+                untitled=untitled,
+                caught_up=caught_up,
             )
 
         @broker.subscriber(subjects.CONVERSATION_QUERY_SEARCH, queue=QUEUE)

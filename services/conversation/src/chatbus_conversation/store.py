@@ -120,8 +120,9 @@ class ConversationStore:
         leaf_id: UUID | None,
         include_leaf: bool,
         exclude_request_id: UUID | None,
-    ) -> tuple[list[MessageView], ChatSettings] | None:
-        """The branch ending at `leaf_id` (or the active message), root first.
+    ) -> tuple[list[MessageView], ChatSettings, bool] | None:
+        """The branch ending at `leaf_id` (or the active message), root first, the
+        conversation's settings, and whether its title is still automatic.
 
         None when the conversation is not the user's live one or the leaf is not in it.
         """
@@ -139,7 +140,7 @@ class ConversationStore:
             branch = branch[:-1]
         if exclude_request_id is not None:
             branch = [m for m in branch if m.request_id != exclude_request_id]
-        return branch, settings_of(row)
+        return branch, settings_of(row), row.title_source == "message"
 
     @staticmethod
     async def _branch(

@@ -37,6 +37,7 @@ class TurnPlan:
     settings: ChatSettings
     user_parent_id: UUID | None
     assistant_parent_id: UUID
+    wants_title: bool = False
 
     @property
     def prompt(self) -> list[PromptMessage]:
@@ -100,6 +101,7 @@ async def plan_turn(broker: NatsBroker, request: GenerateReply, timeout_seconds:
             settings=settings,
             user_parent_id=history[-1].id if history else None,
             assistant_parent_id=request.user_message_id,
+            wants_title=reply.untitled and not history,
         )
     if history and history[-1].role == "assistant":
         history.pop()

@@ -1,4 +1,4 @@
-"""Automatic titles: after a new conversation's first answer, a cheap model names it.
+"""Automatic titles: after the first answer of an untitled conversation, a cheap model names it.
 
 The title is proposed to the conversation service as `UpdateConversation.generated_title`,
 which applies it only while the title is still the first words of the first message

@@ -9,7 +9,7 @@
       ├── finished → assistant message.created, usage.recorded, end chunk
       ├── chat.stop → partial message.created, usage.recorded (stopped), stopped chunk
       └── failed    → message.failed, usage.recorded if anything to bill, error chunk
-      a new conversation's first answer → a generated title (titles.py)
+      the first answer of an untitled conversation → a generated title (titles.py)
 
 Every event id is derived from the request id, so a redelivered turn republishes the
 same events and JetStream drops the duplicates.
@@ -136,7 +136,7 @@ class TurnRunner:
             self._running.pop(request.request_id, None)
         assert progress.route is not None
         await self._complete(request, progress.route, progress, finished, started)
-        if request.new_conversation:
+        if plan.wants_title:
             await self._titles.write(request, progress.route, progress.text)
 
     async def _publish_user_message(self, request: GenerateReply, plan: TurnPlan) -> None:

@@ -1,0 +1,99 @@
+"""Generated titles: a real model (through the emulator) names a conversation, once."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from chatbus_contracts.commands import GenerateReply
+from chatbus_inference.providers.openai import OpenAIProvider
+from chatbus_inference.routing import Route
+from chatbus_inference.titles import TitleWriter
+from chatbus_runtime.bus import create_broker
+from chatbus_runtime.settings import ServiceSettings
+from openai import AsyncOpenAI
+from opentelemetry.sdk.trace import TracerProvider
+from websockets.asyncio.client import connect
+
+from .stack import MODEL, Stack
+from .wsclient import read_turn, send
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_generated_title_is_applied_billed_and_never_overrides_a_rename(
+    stack: Stack,
+) -> None:
+    user = f"titled-{uuid.uuid4().hex[:6]}"
+    headers = {"Authorization": f"Bearer {stack.token(user)}"}
+    broker = create_broker(
+        ServiceSettings(nats_url=stack.infra.nats_url),
+        service_name="title-test",
+        tracer_provider=TracerProvider(),
+    )
+    await broker.connect()
+    provider = OpenAIProvider(
+        AsyncOpenAI(api_key="emulator", base_url=f"{stack.emulator_url}/v1", max_retries=0)
+    )
+    route = Route(provider, MODEL, context_window=128_000, max_output_tokens=1000)
+    writer = TitleWriter(broker, router=None, title_model=None, timeout_seconds=10)  # type: ignore[arg-type]
+    try:
+        async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as api:
+            conversation = (await api.post("/v1/conversations", json={})).json()
+            request = GenerateReply(
+                request_id=uuid.uuid4(),
+                client_message_id="t1",
+                user_id=user,
+                conversation_id=uuid.UUID(conversation["id"]),
+                new_conversation=True,
+                user_message_id=uuid.uuid4(),
+                assistant_message_id=uuid.uuid4(),
+                content="How do I plan a week in Lisbon?",
+                reply_subject="chat.chunks.none.none",
+            )
+            stack.emulator.script({"reply": '"Planning A Week In Lisbon."'})
+            await writer.write(request, route, "Start with Alfama, then Belém.")
+            path = f"/v1/conversations/{conversation['id']}"
+            assert (await api.get(path)).json()["title"] == "Planning A Week In Lisbon"
+            prompt = stack.emulator.requests()[-1].body["messages"]
+            assert "Lisbon" in prompt[-1]["content"] and prompt[0]["role"] == "system"
+
+            await api.patch(path, json={"title": "My trip"})
+            stack.emulator.script({"reply": "Something Else"})
+            await writer.write(request, route, "…")
+            assert (await api.get(path)).json()["title"] == "My trip"
+
+        async def billed() -> bool:
+            rows = await stack.fetch(
+                "SELECT kind, model FROM usage.ledger WHERE user_id = $1", user
+            )
+            return [r["kind"] for r in rows] == ["title"]
+
+        await stack.wait_for(billed)
+    finally:
+        await broker.stop()
+
+
+async def test_a_conversation_created_by_rest_is_titled_after_its_first_turn(stack: Stack) -> None:
+    user = f"untitled-{uuid.uuid4().hex[:6]}"
+    headers = {"Authorization": f"Bearer {stack.token(user)}"}
+    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as api:
+        conversation = (await api.post("/v1/conversations", json={})).json()
+        assert conversation["title"] == "New conversation"
+        async with connect(stack.ws_url, additional_headers=headers) as ws:
+            frame = {
+                "type": "chat.send",
+                "id": "first",
+                "conversation_id": conversation["id"],
+                "content": "Compare Rust and Go for CLIs",
+            }
+            await send(ws, frame)
+            assert (await read_turn(ws)).end is not None
+
+        # The stack titles with the demo provider: the first words of the question.
+        async def titled() -> bool:
+            view = (await api.get(f"/v1/conversations/{conversation['id']}")).json()
+            return bool(view["title"] == "Compare Rust and Go for CLIs")
+
+        await stack.wait_for(titled, within_seconds=5)
