@@ -106,26 +106,41 @@ async def run_stack(infra: Infra) -> AsyncIterator[Stack]:
         ]
         for service in services:
             await service.start()
-        port = free_port()
-        settings = GatewaySettings(
-            **common, jwt_secret=JWT_SECRET, gateway_port=port, auth_timeout_seconds=1.0
-        )
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(settings, provider),
-                host="127.0.0.1",
-                port=port,
-                log_config=None,
-                lifespan="on",
-            )
-        )
-        server_task = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 (uvicorn only exposes a flag)
-            await asyncio.sleep(0.02)
         try:
-            yield Stack(infra, f"http://127.0.0.1:{port}", emulator, spans, settings, emulator_url)
+            async with run_gateway(infra, provider) as (url, settings):
+                yield Stack(infra, url, emulator, spans, settings, emulator_url)
         finally:
-            server.should_exit = True
-            await server_task
             for service in reversed(services):
                 await service.stop()
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(
+    infra: Infra, tracer_provider: TracerProvider
+) -> AsyncIterator[tuple[str, GatewaySettings]]:
+    """A gateway process's app served by uvicorn on a free port: (base URL, its settings)."""
+    port = free_port()
+    settings = GatewaySettings(
+        nats_url=infra.nats_url,
+        database_url=infra.database_url,
+        jwt_secret=JWT_SECRET,
+        gateway_port=port,
+        auth_timeout_seconds=1.0,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, tracer_provider),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+        )
+    )
+    server_task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 (uvicorn only exposes a flag)
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", settings
+    finally:
+        server.should_exit = True
+        await server_task

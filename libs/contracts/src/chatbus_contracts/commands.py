@@ -56,3 +56,15 @@ class StopAcknowledged(Model):
     """Reply of the inference replica that owns a request to `StopGeneration`."""
 
     request_id: UUID
+
+
+class TurnRecord(Model):
+    """What the gateway remembers of an accepted turn (bucket `chat_turns`, key = request id)."""
+
+    request_id: UUID
+    user_id: str
+    client_message_id: str
+    conversation_id: UUID
+    user_message_id: UUID
+    assistant_message_id: UUID
+    accepted_at: datetime = Field(default_factory=utc_now)

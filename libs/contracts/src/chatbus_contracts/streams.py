@@ -62,6 +62,26 @@ ALL_STREAMS: tuple[StreamSpec, ...] = (CHAT_REQUESTS, CHAT_CHUNKS, EVENTS)
 
 
 @dataclass(frozen=True)
+class BucketSpec:
+    """A JetStream key-value bucket (file storage, one value per key)."""
+
+    name: str
+    ttl_seconds: float
+    description: str = ""
+
+
+# request id -> `TurnRecord`: who owns a turn (resume) and that it was accepted, beyond the
+# CHAT_REQUESTS dedupe window (idempotent resends).
+CHAT_TURNS = BucketSpec(
+    name="chat_turns",
+    ttl_seconds=7 * DAY,
+    description="Accepted turns by request id: owner and message ids.",
+)
+
+ALL_BUCKETS: tuple[BucketSpec, ...] = (CHAT_TURNS,)
+
+
+@dataclass(frozen=True)
 class ConsumerSpec:
     """A durable consumer: which stream, which subjects, how long an ack may take."""
 

@@ -16,6 +16,7 @@ from uuid import UUID
 from pydantic import Field, TypeAdapter, model_validator
 
 from .common import ChatSettings, FinishReason, Model, TokenUsage
+from .queries import MessageView
 
 PROTOCOL_VERSION = 1
 
@@ -170,6 +171,14 @@ class Pong(Model):
     type: Literal["pong"] = "pong"
 
 
+class ChatMessage(Model):
+    """Answer to `chat.resume` once the turn's chunks have expired: the stored answer."""
+
+    type: Literal["chat.message"] = "chat.message"
+    request_id: UUID
+    message: MessageView
+
+
 class ConversationCreatedFrame(Model):
     """Live: the user started a conversation (on any socket, or by REST)."""
 
@@ -205,6 +214,7 @@ ServerFrame = Annotated[
     | ChatStopped
     | ChatError
     | Pong
+    | ChatMessage
     | ConversationCreatedFrame
     | ConversationUpdatedFrame
     | ConversationDeletedFrame,

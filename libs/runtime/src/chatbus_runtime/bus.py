@@ -6,12 +6,19 @@ import logging
 from typing import Any
 
 from chatbus_contracts.events import Event
-from chatbus_contracts.streams import ALL_STREAMS, EVENTS, ConsumerSpec, StreamSpec
+from chatbus_contracts.streams import (
+    ALL_BUCKETS,
+    ALL_STREAMS,
+    EVENTS,
+    BucketSpec,
+    ConsumerSpec,
+    StreamSpec,
+)
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.js import api
-from nats.js.errors import NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
 from opentelemetry.sdk.trace import TracerProvider
 
 from . import natsfix
@@ -73,6 +80,24 @@ async def declare_streams(broker: NatsBroker, specs: tuple[StreamSpec, ...] = AL
             await js.add_stream(config)
 
 
+async def declare_buckets(broker: NatsBroker, specs: tuple[BucketSpec, ...] = ALL_BUCKETS) -> None:
+    """Create every key-value bucket that does not exist yet."""
+    js = broker.connection.jetstream()
+    for spec in specs:
+        try:
+            await js.key_value(spec.name)
+        except BucketNotFoundError:
+            await js.create_key_value(
+                api.KeyValueConfig(
+                    bucket=spec.name,
+                    description=spec.description,
+                    ttl=spec.ttl_seconds,
+                    history=1,
+                    storage=api.StorageType.FILE,
+                )
+            )
+
+
 def consumer_config(spec: ConsumerSpec) -> api.ConsumerConfig:
     """The nats-py config of a durable pull consumer declared in contracts."""
     return api.ConsumerConfig(
@@ -121,6 +146,7 @@ async def start_broker(broker: NatsBroker, *consumers: ConsumerSpec) -> None:
     """Connect, declare every stream and the given durable consumers, then start handlers."""
     await broker.connect()
     await declare_streams(broker)
+    await declare_buckets(broker)
     for consumer in consumers:
         await declare_consumer(broker, consumer)
     await broker.start()

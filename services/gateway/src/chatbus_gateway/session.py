@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from chatbus_contracts.chunks import DeltaChunk, ReplyChunk
 from chatbus_contracts.common import Model
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.ws import (
-    AuthFrame,
     ChatError,
+    ChatMessage,
     ChatRegenerate,
+    ChatResume,
     ChatSend,
     ChatStop,
     Ping,
@@ -20,11 +22,13 @@ from chatbus_contracts.ws import (
 )
 from fastapi import WebSocket, WebSocketDisconnect
 from faststream.nats import NatsBroker
+from nats.errors import Error as NatsError
 from opentelemetry.trace import Tracer
 
 from .frames import BadFrame, chunk_frame, parse_client_frame
 from .replay import queued_chunks, replay_chunks
 from .replies import ReplyRouter
+from .resume import Resumer
 from .stopping import request_stop
 from .turns import TurnAcceptor, TurnRefused
 
@@ -41,6 +45,7 @@ class ChatSession:
         acceptor: TurnAcceptor,
         router: ReplyRouter,
         broker: NatsBroker,
+        resumer: Resumer,
         tracer: Tracer,
     ) -> None:
         self._websocket = websocket
@@ -48,6 +53,7 @@ class ChatSession:
         self._acceptor = acceptor
         self._router = router
         self._broker = broker
+        self._resumer = resumer
         self._tracer = tracer
         self._send_lock = asyncio.Lock()
         self._turns: set[asyncio.Task[None]] = set()
@@ -79,25 +85,49 @@ class ChatSession:
             await self.send(bad.error)
             return
         if isinstance(frame, ChatSend | ChatRegenerate):
-            task = asyncio.create_task(self._turn(frame))
-            self._turns.add(task)
-            task.add_done_callback(self._turns.discard)
+            self._spawn(self._turn(frame))
+        elif isinstance(frame, ChatResume):
+            self._spawn(self._resume(frame))
         elif isinstance(frame, Ping):
             await self.send(Pong())
         elif isinstance(frame, ChatStop):
             await self._stop(frame)
-        elif isinstance(frame, AuthFrame):
+        else:
             await self.send(
                 ChatError(code=ErrorCode.INVALID_FRAME, message="already authenticated")
             )
-        else:
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+
+    async def _resume(self, resume: ChatResume) -> None:
+        """The rest of a turn after `after_seq`, from any gateway, then its live tail."""
+        try:
+            found = await self._resumer.locate(self._user_id, resume.request_id)
+        except (NatsError, TimeoutError):
             await self.send(
                 ChatError(
-                    code=ErrorCode.INVALID_FRAME,
-                    request_id=frame.request_id,
-                    message=f"{frame.type} is not supported by this gateway yet",
+                    request_id=resume.request_id,
+                    code=ErrorCode.UNAVAILABLE,
+                    message="could not look the request up; resume again",
+                    retryable=True,
                 )
             )
+            return
+        if found is None:
+            await self.send(
+                ChatError(
+                    request_id=resume.request_id,
+                    code=ErrorCode.NOT_FOUND,
+                    message="no turn of yours with this request id",
+                )
+            )
+        elif isinstance(found, ChatMessage):
+            await self.send(found)
+        else:
+            await self._relay(found, after_seq=resume.after_seq)
 
     async def _stop(self, stop: ChatStop) -> None:
         """The `chat.stopped` frame follows on the turn's own stream."""
@@ -148,13 +178,20 @@ class ChatSession:
             finally:
                 self._router.close(request_id, turn.queue)
 
-    async def _relay(self, chunks: AsyncIterator[ReplyChunk]) -> None:
-        """Send chunks in `seq` order, each exactly once, until the terminal one."""
-        next_seq = 1
+    async def _relay(self, chunks: AsyncIterator[ReplyChunk], *, after_seq: int = 0) -> None:
+        """Send chunks after `after_seq` in `seq` order, each once, until the terminal one.
+
+        A client that already saw the terminal chunk gets it again, so every relay ends
+        with the turn's `chat.end`, `chat.stopped` or `chat.error`.
+        """
+        next_seq = after_seq + 1
         early: dict[int, ReplyChunk] = {}
         async for chunk in chunks:
             if chunk.seq < next_seq:
-                continue  # a duplicate
+                if not isinstance(chunk, DeltaChunk):
+                    await self.send(chunk_frame(chunk))
+                    return
+                continue  # seen already, or a duplicate
             early[chunk.seq] = chunk
             while next_seq in early:
                 ready = early.pop(next_seq)

@@ -15,6 +15,7 @@ from opentelemetry.trace import Tracer
 from .auth import TokenVerifier
 from .conversations import ConversationClient
 from .live import UserSockets
+from .records import TurnRecords
 from .replies import ReplyRouter
 from .settings import GatewaySettings
 from .turns import TurnAcceptor
@@ -31,6 +32,7 @@ class GatewayState:
     verifier: TokenVerifier
     conversations: ConversationClient
     acceptor: TurnAcceptor
+    records: TurnRecords
     sockets: UserSockets
     tracer: Tracer
 
@@ -52,6 +54,7 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
         await sockets.push(msg.raw_message.subject, msg.body)
 
     conversations = ConversationClient(broker, settings.query_timeout_seconds)
+    records = TurnRecords(broker)
     return GatewayState(
         settings=settings,
         gateway_id=gateway_id,
@@ -63,10 +66,12 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
             broker,
             router,
             conversations,
+            records,
             gateway_id=gateway_id,
             max_content_bytes=settings.max_content_bytes,
             publish_timeout_seconds=settings.publish_timeout_seconds,
         ),
+        records=records,
         sockets=sockets,
         tracer=tracer_provider.get_tracer("chatbus.gateway"),
     )

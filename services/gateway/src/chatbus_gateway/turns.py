@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from chatbus_contracts import subjects
-from chatbus_contracts.commands import GenerateReply
+from chatbus_contracts.commands import GenerateReply, TurnRecord
 from chatbus_contracts.common import derived_id
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.streams import CHAT_REQUESTS
@@ -16,6 +16,7 @@ from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
 
 from .conversations import ConversationClient
+from .records import TurnRecords
 from .replies import ChunkQueue, ReplyRouter
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ class TurnRefused(Exception):
 class AcceptedTurn:
     """A durable turn: the frame to send, where its chunks arrive, and whether it is a resend.
 
-    A resend (JetStream reported a duplicate) started no new generation; its chunks so
-    far are in the CHAT_CHUNKS stream, not in `queue`.
+    A resend (JetStream reported a duplicate, or the turn has a record in `chat_turns`)
+    started no new generation; its chunks so far are in the CHAT_CHUNKS stream, not in
+    `queue`.
     """
 
     frame: ChatAccepted
@@ -49,7 +51,8 @@ class TurnAcceptor:
 
     Every id of the turn is derived from (user, client message id): a resend of the
     same `chat.send` gets the same ids, and JetStream's `Nats-Msg-Id` dedupe keeps
-    it from starting a second generation.
+    it from starting a second generation; after the dedupe window, the turn's record
+    in `chat_turns` does.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class TurnAcceptor:
         broker: NatsBroker,
         router: ReplyRouter,
         conversations: ConversationClient,
+        records: TurnRecords,
         *,
         gateway_id: str,
         max_content_bytes: int,
@@ -65,6 +69,7 @@ class TurnAcceptor:
         self._broker = broker
         self._router = router
         self._conversations = conversations
+        self._records = records
         self._gateway_id = gateway_id
         self._max_content_bytes = max_content_bytes
         self._publish_timeout = publish_timeout_seconds
@@ -94,6 +99,8 @@ class TurnAcceptor:
         command = self._command(user_id, request_id, send)
         # Listen before publishing, so not even the first chunk can be missed.
         queue = self._router.open(request_id)
+        if await self._records.get(request_id) is not None:
+            return AcceptedTurn(_accepted_frame(command), queue, duplicate=True)
         try:
             ack = await self._broker.publish(
                 command,
@@ -110,14 +117,18 @@ class TurnAcceptor:
                 "the request could not be stored; send it again",
                 retryable=True,
             ) from error
-        accepted = ChatAccepted(
-            id=send.id,
-            request_id=request_id,
-            conversation_id=command.conversation_id,
-            user_message_id=command.user_message_id,
-            assistant_message_id=command.assistant_message_id,
-        )
-        return AcceptedTurn(accepted, queue, duplicate=bool(ack.duplicate))
+        if not ack.duplicate:
+            await self._records.put(
+                TurnRecord(
+                    request_id=request_id,
+                    user_id=user_id,
+                    client_message_id=send.id,
+                    conversation_id=command.conversation_id,
+                    user_message_id=command.user_message_id,
+                    assistant_message_id=command.assistant_message_id,
+                )
+            )
+        return AcceptedTurn(_accepted_frame(command), queue, duplicate=bool(ack.duplicate))
 
     def _command(
         self, user_id: str, request_id: UUID, send: ChatSend | ChatRegenerate
@@ -150,3 +161,13 @@ class TurnAcceptor:
                 **anchors,
             }
         )
+
+
+def _accepted_frame(command: GenerateReply) -> ChatAccepted:
+    return ChatAccepted(
+        id=command.client_message_id,
+        request_id=command.request_id,
+        conversation_id=command.conversation_id,
+        user_message_id=command.user_message_id,
+        assistant_message_id=command.assistant_message_id,
+    )

@@ -10,6 +10,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from .auth import InvalidToken, bearer_token
+from .resume import Resumer
 from .session import ChatSession
 from .state import GatewayState
 
@@ -41,7 +42,13 @@ async def chat_socket(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=str(error)[:120])
         return
     session = ChatSession(
-        websocket, user_id, state.acceptor, state.router, state.broker, state.tracer
+        websocket,
+        user_id,
+        state.acceptor,
+        state.router,
+        state.broker,
+        Resumer(state.broker, state.records, state.conversations),
+        state.tracer,
     )
     state.sockets.add(user_id, session)
     try:
