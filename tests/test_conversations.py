@@ -99,6 +99,8 @@ async def test_bad_listing_and_bodies_answer_422_naming_the_field(stack: Stack) 
             (api.post("/v1/conversations", json={"colour": "red"}), "colour"),
             (api.post("/v1/conversations", json={"temperature": 3}), "temperature"),
             (api.put("/v1/preferences", json={"default_model": 7}), "default_model"),
+            (api.post("/v1/conversations", json={"title": "nul\u0000"}), "title"),
+            (api.get("/v1/search", params={"q": "nul\x00"}), "query"),
         ]
         for request, field in cases:
             response = await request
@@ -130,8 +132,12 @@ async def test_a_rename_reaches_a_second_socket_of_the_user_within_a_second(stac
             assert response.status_code == 200, response.text
             renamed = await receive_live(second_tab, "conversation.updated", within_seconds=1)
         assert renamed["title"] == "Lisbon in May"
-        # The socket that made the change hears it as well, and stays usable.
-        assert (await receive_live(first_tab, "conversation.updated", within_seconds=5))["title"]
+        # The socket that made the change hears it as well (after the automatic title's).
+        async with asyncio.timeout(5):
+            while (await receive_live(first_tab, "conversation.updated", 5))["title"] != (
+                "Lisbon in May"
+            ):
+                pass
 
 
 async def test_branch_edit_and_regenerate_build_a_tree_and_prompts_follow_the_active_branch(
@@ -187,6 +193,15 @@ async def test_branch_edit_and_regenerate_build_a_tree_and_prompts_follow_the_ac
             ("assistant", one.text),
             ("user", f"q2-branch {tag}"),
         ]
+        # Anchors of the wrong role are refused on the turn, and the socket goes on.
+        for anchor, message in (
+            ("edit_message_id", one.accepted["assistant_message_id"]),
+            ("parent_message_id", one.accepted["user_message_id"]),
+        ):
+            frame = {"type": "chat.send", "id": uuid.uuid4().hex, "content": "no"}
+            await send(ws, frame | {"conversation_id": conversation_id, anchor: message})
+            refused = await read_turn(ws)
+            assert refused.error is not None and refused.error["code"] == "invalid_request"
 
     async with _api(stack, user) as api:
 
@@ -204,7 +219,7 @@ async def test_branch_edit_and_regenerate_build_a_tree_and_prompts_follow_the_ac
     assert parents[two.accepted["user_message_id"]] == a1
     assert parents[edit.accepted["user_message_id"]] == a1
     assert parents[three.accepted["user_message_id"]] == a1_again
-    # q1 a1 | q2 a2 | q2' a2' | a1' | q3 a3 | q2'' a2''
+    # q1 a1 | q2 a2 | q2' a2' | a1' | q3 a3 | q2'' a2'' (refused turns store no message)
     assert len(detail["messages"]) == 11
     assert detail["message_count"] == 11
     assert detail["active_message_id"] == detail["messages"][-1]["id"]
@@ -319,15 +334,36 @@ async def test_another_users_conversation_is_404_on_every_route(stack: Stack) ->
                 "conversation_not_found",
                 frame["id"],
             )
+        # Anchors in the intruder's own conversation that name the owner's messages.
+        own = await _turn(ws, content="my own chat")
+        foreign = turn.accepted["assistant_message_id"]
+        anchored: list[dict[str, Any]] = [
+            {"type": "chat.send", "content": "x", "parent_message_id": foreign},
+            {
+                "type": "chat.send",
+                "content": "x",
+                "edit_message_id": turn.accepted["user_message_id"],
+            },
+            {"type": "chat.regenerate", "message_id": foreign},
+        ]
+        for frame in anchored:
+            frame |= {"id": uuid.uuid4().hex, "conversation_id": own.accepted["conversation_id"]}
+            await send(ws, frame)
+            refused = await read_turn(ws)
+            assert refused.error is not None and refused.error["code"] == "message_not_found"
     async with _api(stack, owner) as api:
         assert (await api.get(path)).json()["title"] != "mine now"
+        found = await api.get(
+            "/v1/search", params={"q": "secret", "conversation_id": conversation_id}
+        )
+        assert len(found.json()["hits"]) >= 1  # the owner finds what the intruder could not
 
 
 async def test_delete_removes_from_list_search_and_embeddings(stack: Stack) -> None:
     user = _user("deleter")
     word = f"quokka{uuid.uuid4().hex[:6]}"
     async with _socket(stack, user) as ws:
-        turn = await _turn(ws, content=f"tell me about the {word}")
+        turn = await _turn(ws, content=f"tell me about the <img src=x onerror=alert(1)> {word}")
     conversation_id = turn.accepted["conversation_id"]
 
     async def embedded() -> bool:
@@ -339,7 +375,9 @@ async def test_delete_removes_from_list_search_and_embeddings(stack: Stack) -> N
 
     await stack.wait_for(embedded)
     async with _api(stack, user) as api:
-        assert (await api.get("/v1/search", params={"q": word})).json()["hits"]
+        hits = (await api.get("/v1/search", params={"q": word})).json()["hits"]
+        assert hits and all(f"<mark>{word}</mark>" in hit["snippet"] for hit in hits)
+        assert all("&lt;img" in hit["snippet"] and "<img" not in hit["snippet"] for hit in hits)
         async with _socket(stack, user) as other_tab:
             response = await api.delete(f"/v1/conversations/{conversation_id}")
             assert response.status_code == 200, response.text

@@ -7,7 +7,14 @@ from decimal import Decimal
 from typing import Annotated, Literal
 from uuid import UUID, uuid5
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, computed_field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    computed_field,
+)
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "stopped", "error"]
@@ -64,6 +71,16 @@ def format_usd(amount: Decimal | None) -> str | None:
     return format(amount.normalize(), "f") if amount != 0 else "0"
 
 
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("text may not contain NUL (\\u0000) characters")
+    return text
+
+
+# Text that Postgres can store: no NUL characters (refused at the edge, never a poison event).
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
 class ChatSettings(Model):
     """Per-conversation model settings; a `chat.send` may override any of them for one turn.
 
@@ -71,9 +88,9 @@ class ChatSettings(Model):
     service default.
     """
 
-    system_prompt: str | None = Field(default=None, max_length=32_000)
-    model: str | None = Field(default=None, max_length=200)
-    provider: str | None = Field(default=None, max_length=100)
+    system_prompt: Text | None = Field(default=None, max_length=32_000)
+    model: Text | None = Field(default=None, max_length=200)
+    provider: Text | None = Field(default=None, max_length=100)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
 

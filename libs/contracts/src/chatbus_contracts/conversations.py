@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from .common import TITLE_MAX_CHARS, ChatSettings, Model, Role
+from .common import TITLE_MAX_CHARS, ChatSettings, Model, Role, Text
 from .queries import ConversationView
 
 
@@ -29,17 +29,17 @@ class CreateConversation(Model):
     """Start an empty conversation; unset settings come from the user's preferences."""
 
     user_id: str
-    title: str | None = Field(default=None, max_length=TITLE_MAX_CHARS)
+    title: Text | None = Field(default=None, max_length=TITLE_MAX_CHARS)
     settings: ChatSettings = ChatSettings()
 
 
 class ConversationChanges(Model):
     """What a `PATCH` changes: only the fields it names (None clears a setting)."""
 
-    title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX_CHARS)
-    system_prompt: str | None = Field(default=None, max_length=32_000)
-    model: str | None = Field(default=None, max_length=200)
-    provider: str | None = Field(default=None, max_length=100)
+    title: Text | None = Field(default=None, min_length=1, max_length=TITLE_MAX_CHARS)
+    system_prompt: Text | None = Field(default=None, max_length=32_000)
+    model: Text | None = Field(default=None, max_length=200)
+    provider: Text | None = Field(default=None, max_length=100)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     active_message_id: UUID | None = Field(
@@ -58,7 +58,7 @@ class UpdateConversation(Model):
     conversation_id: UUID
     changes: ConversationChanges = ConversationChanges()
     changed_fields: frozenset[str] = frozenset()
-    generated_title: str | None = Field(default=None, max_length=TITLE_MAX_CHARS)
+    generated_title: Text | None = Field(default=None, max_length=TITLE_MAX_CHARS)
 
 
 class DeleteConversation(Model):
@@ -85,7 +85,7 @@ class SearchMessages(Model):
     """Keyword search (Postgres full-text) over the caller's messages, best match first."""
 
     user_id: str
-    query: str = Field(min_length=1, max_length=500)
+    query: Text = Field(min_length=1, max_length=500)
     limit: int = Field(default=20, ge=1, le=100)
     conversation_id: UUID | None = None
 
@@ -111,8 +111,8 @@ class SearchResults(Model):
 class Preferences(Model):
     """A user's defaults, applied to each conversation they start."""
 
-    default_model: str | None = Field(default=None, max_length=200)
-    default_system_prompt: str | None = Field(default=None, max_length=32_000)
+    default_model: Text | None = Field(default=None, max_length=200)
+    default_system_prompt: Text | None = Field(default=None, max_length=32_000)
 
 
 class GetPreferences(Model):

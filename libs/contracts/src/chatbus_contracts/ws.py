@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import Field, TypeAdapter, model_validator
 
-from .common import ChatSettings, FinishReason, Model, TokenUsage
+from .common import ChatSettings, FinishReason, Model, Text, TokenUsage
 from .queries import MessageView
 
 PROTOCOL_VERSION = 1
@@ -34,9 +34,9 @@ class AuthFrame(Model):
 class TurnOverrides(Model):
     """Settings for this one turn, over the conversation's own."""
 
-    model: str | None = Field(default=None, max_length=200)
-    provider: str | None = Field(default=None, max_length=100)
-    system: str | None = Field(default=None, max_length=32_000)
+    model: Text | None = Field(default=None, max_length=200)
+    provider: Text | None = Field(default=None, max_length=100)
+    system: Text | None = Field(default=None, max_length=32_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
 
@@ -52,7 +52,7 @@ class ChatSend(TurnOverrides):
     type: Literal["chat.send"] = "chat.send"
     id: str = Field(min_length=1, max_length=128)
     conversation_id: UUID | None = None
-    content: str = Field(min_length=1)
+    content: Text = Field(min_length=1)
     parent_message_id: UUID | None = None
     edit_message_id: UUID | None = None
 

@@ -1,10 +1,11 @@
 """Conversation commands: change the row, publish the event, then commit.
 
-The event is published (and its PubAck awaited) inside the transaction that holds the
-row lock: if the publish fails nothing changes; if the commit fails after it, this
-service's own consumer applies the event later (the projection is idempotent). So
-the table and the event stream never disagree for long, and readers of this service
-see their own change at once.
+The row is written (flushed, so the database has accepted it) and the event published
+(its PubAck awaited) inside the transaction that holds the row lock; then it commits.
+If the publish fails the change rolls back — unless JetStream stored the event and
+only the PubAck was lost, and if the commit fails after a publish: in both cases this
+service's own consumer applies the event later (the projection is idempotent and
+ordered by `revision`). Readers of this service see their own change at once.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ class ConversationCommands:
             settings=settings,
             created_at=utc_now(),
         )
-        await publish_event(self._broker, event)
-        await self._projection.conversation_created(event)
+        async with self._store.session() as session, session.begin():
+            await self._projection.insert_conversation(session, event)
+            await publish_event(self._broker, event)
         found = await self._store.get_conversation(
             command.user_id, conversation_id, include_messages=False
         )
@@ -90,7 +92,13 @@ class ConversationCommands:
             changes, fields = command.changes, command.changed_fields
             changed = bool(fields & _SETTING_FIELDS)
             if "active_message_id" in fields:
-                if changes.active_message_id is None or not await session.scalar(
+                if changes.active_message_id is None:
+                    return Refused(
+                        code="invalid_request",
+                        message="active_message_id cannot be null",
+                        field="active_message_id",
+                    )
+                if not await session.scalar(
                     select(col(MessageRow.id)).where(
                         col(MessageRow.id) == changes.active_message_id,
                         col(MessageRow.conversation_id) == row.id,
@@ -112,14 +120,17 @@ class ConversationCommands:
                 setattr(row, name, getattr(changes, name))
             row.revision += 1
             row.updated_at = utc_now()
-            await publish_event(self._broker, self._updated_event(row))
             session.add(row)
+            await session.flush()  # a row the database refuses never becomes an event
+            await publish_event(self._broker, self._updated_event(row))
         return ConversationChanged(conversation=conversation_view(row))
 
     @staticmethod
     def _updated_event(row: ConversationRow) -> ConversationUpdated:
         return ConversationUpdated(
-            event_id=derived_id(row.id, subjects.CONVERSATION_UPDATED, row.revision),
+            # Random: a retry after an unanswered PubAck must not be dropped as a duplicate
+            # of an event the stream already holds; `revision` orders them.
+            event_id=uuid4(),
             user_id=row.user_id,
             conversation_id=row.id,
             revision=row.revision,
@@ -141,6 +152,8 @@ class ConversationCommands:
             if row is None:
                 return NOT_FOUND
             row.deleted_at = utc_now()
+            session.add(row)
+            await session.flush()
             await publish_event(
                 self._broker,
                 ConversationDeleted(
@@ -150,7 +163,6 @@ class ConversationCommands:
                     deleted_at=row.deleted_at,
                 ),
             )
-            session.add(row)
         return ConversationRemoved(conversation_id=row.id, deleted_at=row.deleted_at)
 
     async def set_preferences(self, user_id: str, preferences: Preferences) -> Preferences:

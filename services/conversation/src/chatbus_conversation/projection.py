@@ -4,7 +4,8 @@
   the user's preferences.
 - `message.created` inserts the message once and, in the same transaction, counts it
   (messages, tokens, cost) and makes it the active message if it is the newest.
-- `conversation.updated` replaces the state if its `revision` is newer.
+- `conversation.updated` replaces title and settings if its `revision` is newer (the
+  active message follows the messages; a branch switch by `PATCH` is written directly).
 - `conversation.deleted` sets `deleted_at` once.
 """
 
@@ -70,6 +71,18 @@ class Projection:
     def _session(self) -> AsyncSession:
         return AsyncSession(self._engine, expire_on_commit=False)
 
+    async def insert_conversation(self, session: AsyncSession, event: ConversationCreated) -> None:
+        """Insert a new conversation in `session` (nothing if it exists)."""
+        await self._insert_conversation(
+            session,
+            event.user_id,
+            event.conversation_id,
+            event.title,
+            event.title_source,
+            event.settings,
+            event.created_at,
+        )
+
     async def _insert_conversation(
         self,
         session: AsyncSession,
@@ -98,15 +111,7 @@ class Projection:
     async def conversation_created(self, event: ConversationCreated) -> None:
         """Store a new conversation; a redelivered event changes nothing."""
         async with self._session() as session, session.begin():
-            await self._insert_conversation(
-                session,
-                event.user_id,
-                event.conversation_id,
-                event.title,
-                event.title_source,
-                event.settings,
-                event.created_at,
-            )
+            await self.insert_conversation(session, event)
 
     async def message_created(self, event: MessageCreated) -> bool:
         """Store a message and count it; False if it was already stored (or is foreign)."""
@@ -145,7 +150,9 @@ class Projection:
                 user_id=event.user_id,
                 request_id=event.request_id,
                 role=event.role,
-                content=event.content,
+                # Postgres text cannot hold NUL; a provider that sends one must not
+                # turn the event into one that can never be stored.
+                content=event.content.replace("\x00", "\ufffd"),
                 parent_id=event.parent_id,
                 created_at=event.created_at,
                 model=event.model,
@@ -205,7 +212,6 @@ class Projection:
                     revision=event.revision,
                     title=event.title,
                     title_source=event.title_source,
-                    active_message_id=event.active_message_id,
                     updated_at=event.updated_at,
                     **settings_columns(event.settings),
                 )

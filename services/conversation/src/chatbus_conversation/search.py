@@ -3,10 +3,14 @@
 Messages carry a generated `search_vector` (`to_tsvector('english', content)`, GIN
 indexed); the query is parsed by `websearch_to_tsquery`, so users may write
 `"exact phrase"`, `or` and `-excluded`. Ranking is `ts_rank_cd`; snippets come from
-`ts_headline` on the page of hits only.
+`ts_headline` on the page of hits only. Snippets are HTML-escaped (message text may hold
+markup, even steered into an answer by prompt injection), then the matches wrapped in
+`<mark>`: a client may render them as HTML.
 """
 
 from __future__ import annotations
+
+import html
 
 from chatbus_contracts.conversations import SearchHit, SearchMessages
 from sqlalchemy import text
@@ -30,7 +34,7 @@ _SEARCH = text(
     )
     SELECT hits.id, hits.conversation_id, hits.title, hits.role, hits.created_at, hits.rank,
            ts_headline('english', hits.content, q.query,
-                       'StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=12,
+                       'StartSel=\x02, StopSel=\x03, MaxWords=35, MinWords=12,
                         MaxFragments=2, FragmentDelimiter=" … "') AS snippet
     FROM hits, q
     ORDER BY hits.rank DESC, hits.created_at DESC, hits.id
@@ -58,7 +62,13 @@ async def search_messages(engine: AsyncEngine, search: SearchMessages) -> list[S
                 role=row.role,
                 created_at=row.created_at,
                 rank=row.rank,
-                snippet=row.snippet,
+                snippet=_marked(row.snippet),
             )
             for row in rows
         ]
+
+
+def _marked(snippet: str) -> str:
+    """The snippet as safe HTML: escaped text, matches in `<mark>`."""
+    escaped = html.escape(snippet, quote=False)
+    return escaped.replace("\x02", "<mark>").replace("\x03", "</mark>")

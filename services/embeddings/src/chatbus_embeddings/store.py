@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from uuid import UUID
 
 from chatbus_contracts.events import ConversationDeleted, MessageCreated
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col, select
 
 from .models import DeletedConversationRow, MessageEmbeddingRow
@@ -42,6 +43,7 @@ class EmbeddingStore:
             index_elements=["message_id"]
         )
         async with self._engine.begin() as connection:
+            await _lock_conversations(connection, {event.conversation_id for event in events})
             deleted = set(
                 (
                     await connection.scalars(
@@ -60,6 +62,7 @@ class EmbeddingStore:
     async def drop_conversation(self, event: ConversationDeleted) -> None:
         """Remember the deletion and drop every vector of the conversation."""
         async with self._engine.begin() as connection:
+            await _lock_conversations(connection, {event.conversation_id})
             await connection.execute(
                 insert(DeletedConversationRow)
                 .values(
@@ -75,3 +78,16 @@ class EmbeddingStore:
                     col(MessageEmbeddingRow.user_id) == event.user_id,
                 )
             )
+
+
+async def _lock_conversations(connection: AsyncConnection, conversation_ids: set[UUID]) -> None:
+    """Serialise saving and dropping vectors of the same conversations (until commit).
+
+    Without it, a deletion committed between `save`'s tombstone check and its insert
+    would leave that batch's vectors behind.
+    """
+    for conversation_id in sorted(conversation_ids):
+        await connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"embeddings:{conversation_id}"},
+        )

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 _CODES = {
@@ -56,7 +57,11 @@ def _field_name(location: tuple[Any, ...]) -> str:
 
 
 async def _render_invalid(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+    assert isinstance(exc, RequestValidationError | ValidationError)
+    if isinstance(exc, ValidationError):  # a query parameter a contract model refused
+        exc = RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False)]
+        )
     fields = [
         {"field": _field_name(tuple(item["loc"])), "message": item["msg"]} for item in exc.errors()
     ]
@@ -71,6 +76,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Render every HTTP error, including request validation, in the chatbus JSON shape."""
     app.add_exception_handler(StarletteHTTPException, _render)
     app.add_exception_handler(RequestValidationError, _render_invalid)
+    app.add_exception_handler(ValidationError, _render_invalid)
 
 
 def unavailable() -> ApiError:

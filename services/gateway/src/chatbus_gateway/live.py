@@ -22,6 +22,7 @@ from chatbus_contracts.ws import (
 from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
+PUSH_TIMEOUT_SECONDS = 1.0
 
 
 class FrameSink(Protocol):
@@ -86,7 +87,12 @@ class UserSockets:
             return
         user_id, frame = found
         sinks = list(self._sockets.get(user_id, ()))
-        results = await asyncio.gather(*(s.send(frame) for s in sinks), return_exceptions=True)
+        # A socket that does not take a frame in time misses it (it reloads by REST);
+        # it must not hold up every other user's live frames.
+        results = await asyncio.gather(
+            *(asyncio.wait_for(s.send(frame), PUSH_TIMEOUT_SECONDS) for s in sinks),
+            return_exceptions=True,
+        )
         for result in results:
             if isinstance(result, Exception):
                 logger.debug("a socket went away during a live push: %s", result)

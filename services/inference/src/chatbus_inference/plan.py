@@ -63,7 +63,6 @@ def history_query(request: GenerateReply) -> GetHistory:
         conversation_id=request.conversation_id,
         new_conversation=request.new_conversation,
         leaf_id=leaf_id,
-        include_leaf=request.edit_message_id is None,
         exclude_request_id=None if request.regenerate else request.request_id,
     )
 
@@ -73,7 +72,8 @@ def effective_settings(request: GenerateReply, conversation: ChatSettings) -> Ch
     return ChatSettings(
         system_prompt=request.system or conversation.system_prompt,
         model=request.model or conversation.model,
-        provider=request.provider or conversation.provider,
+        # A turn that names its model names its provider too (or lets the catalogue pick).
+        provider=request.provider if request.model else request.provider or conversation.provider,
         temperature=request.temperature
         if request.temperature is not None
         else conversation.temperature,
@@ -93,6 +93,9 @@ async def plan_turn(broker: NatsBroker, request: GenerateReply, timeout_seconds:
         raise ProviderError(ErrorCode.CONVERSATION_NOT_FOUND, "conversation not found")
     settings = effective_settings(request, reply.settings)
     history = list(reply.messages)
+    _check_anchor(request, history)
+    if request.edit_message_id:
+        history.pop()  # the edited message: its replacement takes its place
     if not request.regenerate:
         return TurnPlan(
             history=history,
@@ -115,3 +118,13 @@ async def plan_turn(broker: NatsBroker, request: GenerateReply, timeout_seconds:
         user_parent_id=history[-1].parent_id,
         assistant_parent_id=history[-1].id,
     )
+
+
+def _check_anchor(request: GenerateReply, history: list[MessageView]) -> None:
+    """An edit replaces a user message; a branch continues after an answer."""
+    if request.edit_message_id and history[-1].role != "user":
+        raise ProviderError(ErrorCode.INVALID_REQUEST, "edit_message_id must name a user message")
+    if request.parent_message_id and history[-1].role != "assistant":
+        raise ProviderError(
+            ErrorCode.INVALID_REQUEST, "parent_message_id must name an assistant message"
+        )

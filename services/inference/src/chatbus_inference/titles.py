@@ -72,11 +72,15 @@ class TitleWriter:
                 conversation_id=request.conversation_id,
                 generated_title=title,
             )
-            await self._broker.request(
+            response = await self._broker.request(
                 command, subjects.CONVERSATION_COMMAND_UPDATE, timeout=self._timeout
             )
+            if b'"code"' in response.body:
+                logger.warning("title for %s refused: %s", request.conversation_id, response.body)
         except (ProviderError, NatsError, TimeoutError) as error:
             logger.warning("no title for %s: %s", request.conversation_id, error)
+        except Exception:  # a title is never worth failing (and regenerating) a turn
+            logger.exception("no title for %s", request.conversation_id)
 
     async def _title(self, request: GenerateReply, turn_route: Route, answer: str) -> str:
         route = self._router.routes(self._title_model)[0] if self._title_model else turn_route

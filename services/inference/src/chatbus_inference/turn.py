@@ -137,7 +137,9 @@ class TurnRunner:
         assert progress.route is not None
         await self._complete(request, progress.route, progress, finished, started)
         if plan.wants_title:
-            await self._titles.write(request, progress.route, progress.text)
+            # Still holding the request: keep its ack deadline moving while titling.
+            async with in_progress_while(msg, INFERENCE_CONSUMER.ack_wait_seconds / 3):
+                await self._titles.write(request, progress.route, progress.text)
 
     async def _publish_user_message(self, request: GenerateReply, plan: TurnPlan) -> None:
         if request.regenerate:

@@ -53,6 +53,33 @@ def upgrade() -> None:
         postgresql_using="gin",
     )
     op.create_index("ix_messages_user", "messages", ["user_id"], schema=SCHEMA)
+    # Conversations stored before this revision: the newest message is the active one,
+    # and the counters are the sums of their messages.
+    op.execute(
+        f"""
+        UPDATE {SCHEMA}.conversations AS c
+        SET active_message_id = newest.id, active_at = newest.created_at
+        FROM (
+            SELECT DISTINCT ON (conversation_id) conversation_id, id, created_at
+            FROM {SCHEMA}.messages
+            ORDER BY conversation_id, created_at DESC, role
+        ) AS newest
+        WHERE newest.conversation_id = c.id
+        """
+    )
+    op.execute(
+        f"""
+        UPDATE {SCHEMA}.conversations AS c
+        SET total_tokens = sums.tokens, cost_usd = sums.cost
+        FROM (
+            SELECT conversation_id,
+                   coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens,
+                   coalesce(sum(cost_usd), 0) AS cost
+            FROM {SCHEMA}.messages GROUP BY conversation_id
+        ) AS sums
+        WHERE sums.conversation_id = c.id
+        """
+    )
     op.create_table(
         "preferences",
         sa.Column("user_id", sa.Text(), primary_key=True),
