@@ -31,7 +31,9 @@ async def _read_until_end(ws: ClientConnection) -> list[dict[str, Any]]:
             return frames
 
 
-async def _stored_answer(stack: Stack, message_id: str) -> str:
+async def stored_row(stack: Stack, message_id: str) -> dict[str, Any]:
+    """The stored message `message_id` (waits until the conversation service has it)."""
+
     async def stored() -> bool:
         rows = await stack.fetch(
             "SELECT 1 FROM conversation.messages WHERE id = $1", uuid.UUID(message_id)
@@ -40,9 +42,15 @@ async def _stored_answer(stack: Stack, message_id: str) -> str:
 
     await stack.wait_for(stored)
     rows = await stack.fetch(
-        "SELECT content FROM conversation.messages WHERE id = $1", uuid.UUID(message_id)
+        "SELECT content, prompt_tokens, completion_tokens, conversation_id "
+        "FROM conversation.messages WHERE id = $1",
+        uuid.UUID(message_id),
     )
-    return str(rows[0]["content"])
+    return dict(rows[0])
+
+
+async def _stored_answer(stack: Stack, message_id: str) -> str:
+    return str((await stored_row(stack, message_id))["content"])
 
 
 async def test_a_dropped_socket_resumes_mid_stream_on_another_gateway(stack: Stack) -> None:

@@ -48,7 +48,7 @@ def _history(conversation_id: object) -> list[MessageView]:
 def test_prompt_is_system_then_history_then_the_new_message() -> None:
     request = _request()
     plan = TurnPlan(
-        history=_history(request.conversation_id),
+        history=[PromptMessage(m.role, m.content) for m in _history(request.conversation_id)],
         new_content="now",
         conversation_settings=ChatSettings(),
         settings=ChatSettings(system_prompt="be brief"),

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 from pydantic import Field
 
 from .common import Model, utc_now
+
+
+class PriorMessage(Model):
+    """A message of a stateless turn's prompt that is not stored (OpenAI-compatible API)."""
+
+    role: Literal["user", "assistant"]
+    content: str
 
 
 class GenerateReply(Model):
@@ -35,6 +43,10 @@ class GenerateReply(Model):
     )
     regenerate: bool = Field(
         default=False, description="Answer `user_message_id` again; no new user message."
+    )
+    prior_messages: list[PriorMessage] | None = Field(
+        default=None,
+        description="A stateless turn's earlier messages, used instead of stored history.",
     )
     model: str | None = None
     provider: str | None = None

@@ -9,7 +9,7 @@ from chatbus_runtime.bus import start_broker
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
-from . import conversations_api, rest, ws
+from . import conversations_api, openai_api, rest, ws
 from .errors import install_error_handlers
 from .settings import GatewaySettings
 from .state import build_state
@@ -37,5 +37,6 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider) -> Fa
     install_error_handlers(app)
     app.include_router(rest.router)
     app.include_router(conversations_api.router)
+    app.include_router(openai_api.router)
     app.include_router(ws.router)
     return app

@@ -1,6 +1,8 @@
 """HTTP errors with a JSON body: `{"error": {"code": ..., "message": ..., "fields": [...]}}`.
 
 `fields` is present on 422s and names each offending input (`limit`, `title`, ...).
+Routes of the OpenAI-compatible API answer in OpenAI's shape instead:
+`{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}`.
 """
 
 from __future__ import annotations
@@ -39,14 +41,42 @@ class ApiError(StarletteHTTPException):
         self.fields = fields
 
 
+OPENAI_PATHS = ("/v1/chat/completions",)
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def _error_body(
+    request: Request, status_code: int, code: str, message: str, fields: list[dict[str, str]]
+) -> dict[str, Any]:
+    if request.url.path in OPENAI_PATHS:
+        return {
+            "error": {
+                "message": message,
+                "type": _OPENAI_TYPES.get(status_code, "api_error"),
+                "param": fields[0]["field"] if fields else None,
+                "code": code,
+            }
+        }
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
+
+
 async def _render(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = getattr(exc, "code", None) or _CODES.get(exc.status_code, "error")
-    body: dict[str, Any] = {"code": code, "message": str(exc.detail)}
-    if getattr(exc, "fields", None):
-        body["fields"] = exc.fields  # type: ignore[attr-defined]
+    fields = getattr(exc, "fields", None) or []
     return JSONResponse(
-        {"error": body}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        _error_body(request, exc.status_code, code, str(exc.detail), fields),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
     )
 
 
@@ -67,8 +97,7 @@ async def _render_invalid(request: Request, exc: Exception) -> JSONResponse:
     ]
     message = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
     return JSONResponse(
-        {"error": {"code": "invalid_request", "message": message, "fields": fields}},
-        status_code=422,
+        _error_body(request, 422, "invalid_request", message, fields), status_code=422
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from uuid import UUID
 
 from chatbus_contracts import subjects
-from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER, ReplyChunk
+from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER, DeltaChunk, ReplyChunk
 from chatbus_contracts.streams import CHAT_CHUNKS
 from faststream.nats import NatsBroker
 from nats.js.api import DeliverPolicy
@@ -38,3 +38,36 @@ async def queued_chunks(queue: asyncio.Queue[ReplyChunk]) -> AsyncIterator[Reply
     """The live chunks routed to this gateway, as an iterator."""
     while True:
         yield await queue.get()
+
+
+async def in_order(
+    chunks: AsyncIterator[ReplyChunk], *, after_seq: int = 0
+) -> AsyncIterator[ReplyChunk]:
+    """Chunks after `after_seq` in `seq` order, each once, ending with the terminal one.
+
+    A reader that already saw the terminal chunk gets it again, so every relay ends
+    with the turn's end, stop or error.
+    """
+    next_seq = after_seq + 1
+    early: dict[int, ReplyChunk] = {}
+    async for chunk in chunks:
+        if chunk.seq < next_seq:
+            if not isinstance(chunk, DeltaChunk):
+                yield chunk
+                return
+            continue  # seen already, or a duplicate
+        early[chunk.seq] = chunk
+        while next_seq in early:
+            ready = early.pop(next_seq)
+            yield ready
+            next_seq += 1
+            if not isinstance(ready, DeltaChunk):
+                return
+
+
+def turn_chunks(
+    broker: NatsBroker, request_id: UUID, queue: asyncio.Queue[ReplyChunk], *, duplicate: bool
+) -> AsyncIterator[ReplyChunk]:
+    """A just-accepted turn's chunks in order: live from `queue`, or replayed for a resend."""
+    source = replay_chunks(broker, request_id) if duplicate else queued_chunks(queue)
+    return in_order(source)

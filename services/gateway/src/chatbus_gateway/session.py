@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from chatbus_contracts.chunks import DeltaChunk, ReplyChunk
+from chatbus_contracts.chunks import ReplyChunk
 from chatbus_contracts.common import Model
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.ws import (
@@ -26,7 +26,7 @@ from nats.errors import Error as NatsError
 from opentelemetry.trace import Tracer
 
 from .frames import BadFrame, chunk_frame, parse_client_frame
-from .replay import queued_chunks, replay_chunks
+from .replay import in_order, turn_chunks
 from .replies import ReplyRouter
 from .resume import Resumer
 from .stopping import request_stop
@@ -127,7 +127,7 @@ class ChatSession:
         elif isinstance(found, ChatMessage):
             await self.send(found)
         else:
-            await self._relay(found, after_seq=resume.after_seq)
+            await self._relay(in_order(found, after_seq=resume.after_seq))
 
     async def _stop(self, stop: ChatStop) -> None:
         """The `chat.stopped` frame follows on the turn's own stream."""
@@ -172,30 +172,13 @@ class ChatSession:
                 await self.send(turn.frame)
                 if turn.duplicate:
                     self._router.close(request_id, turn.queue)
-                    await self._relay(replay_chunks(self._broker, request_id))
-                else:
-                    await self._relay(queued_chunks(turn.queue))
+                await self._relay(
+                    turn_chunks(self._broker, request_id, turn.queue, duplicate=turn.duplicate)
+                )
             finally:
                 self._router.close(request_id, turn.queue)
 
-    async def _relay(self, chunks: AsyncIterator[ReplyChunk], *, after_seq: int = 0) -> None:
-        """Send chunks after `after_seq` in `seq` order, each once, until the terminal one.
-
-        A client that already saw the terminal chunk gets it again, so every relay ends
-        with the turn's `chat.end`, `chat.stopped` or `chat.error`.
-        """
-        next_seq = after_seq + 1
-        early: dict[int, ReplyChunk] = {}
+    async def _relay(self, chunks: AsyncIterator[ReplyChunk]) -> None:
+        """Send in-order chunks as frames (see `replay.in_order`)."""
         async for chunk in chunks:
-            if chunk.seq < next_seq:
-                if not isinstance(chunk, DeltaChunk):
-                    await self.send(chunk_frame(chunk))
-                    return
-                continue  # seen already, or a duplicate
-            early[chunk.seq] = chunk
-            while next_seq in early:
-                ready = early.pop(next_seq)
-                await self.send(chunk_frame(ready))
-                next_seq += 1
-                if not isinstance(ready, DeltaChunk):
-                    return
+            await self.send(chunk_frame(chunk))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from chatbus_contracts import subjects
-from chatbus_contracts.commands import GenerateReply, TurnRecord
+from chatbus_contracts.commands import GenerateReply, PriorMessage, TurnRecord
 from chatbus_contracts.common import derived_id
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.streams import CHAT_REQUESTS
@@ -74,8 +74,18 @@ class TurnAcceptor:
         self._max_content_bytes = max_content_bytes
         self._publish_timeout = publish_timeout_seconds
 
-    async def accept(self, user_id: str, send: ChatSend | ChatRegenerate) -> AcceptedTurn:
-        """Publish the turn and wait for the PubAck; the queue then receives its chunks."""
+    async def accept(
+        self,
+        user_id: str,
+        send: ChatSend | ChatRegenerate,
+        *,
+        prior_messages: list[PriorMessage] | None = None,
+    ) -> AcceptedTurn:
+        """Publish the turn and wait for the PubAck; the queue then receives its chunks.
+
+        `prior_messages` makes a stateless turn (OpenAI-compatible API): its prompt is
+        them plus `content`, not the stored history.
+        """
         content = send.content if isinstance(send, ChatSend) else ""
         if len(content.encode()) > self._max_content_bytes:
             raise TurnRefused(
@@ -97,6 +107,8 @@ class TurnAcceptor:
             if found is None:
                 raise TurnRefused(ErrorCode.CONVERSATION_NOT_FOUND, "conversation not found")
         command = self._command(user_id, request_id, send)
+        if prior_messages is not None:
+            command = command.model_copy(update={"prior_messages": prior_messages})
         # Listen before publishing, so not even the first chunk can be missed.
         queue = self._router.open(request_id)
         if await self._records.get(request_id) is not None:

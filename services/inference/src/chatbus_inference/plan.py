@@ -31,7 +31,7 @@ from .providers.base import PromptMessage, ProviderError
 class TurnPlan:
     """Everything about a turn that comes from the stored conversation."""
 
-    history: list[MessageView]
+    history: list[PromptMessage]
     new_content: str | None
     conversation_settings: ChatSettings
     settings: ChatSettings
@@ -45,9 +45,7 @@ class TurnPlan:
         messages: list[PromptMessage] = []
         if self.settings.system_prompt:
             messages.append(PromptMessage("system", self.settings.system_prompt))
-        messages.extend(
-            PromptMessage(m.role, m.content) for m in self.history if m.role != "system"
-        )
+        messages.extend(m for m in self.history if m.role != "system")
         if self.new_content is not None:
             messages.append(PromptMessage("user", self.new_content))
         return messages
@@ -97,8 +95,11 @@ async def plan_turn(broker: NatsBroker, request: GenerateReply, timeout_seconds:
     if request.edit_message_id:
         history.pop()  # the edited message: its replacement takes its place
     if not request.regenerate:
+        prompt = _prompt_of(history)
+        if request.prior_messages is not None:  # stateless: the caller sent the prompt
+            prompt = [PromptMessage(m.role, m.content) for m in request.prior_messages]
         return TurnPlan(
-            history=history,
+            history=prompt,
             new_content=request.content,
             conversation_settings=reply.settings,
             settings=settings,
@@ -111,7 +112,7 @@ async def plan_turn(broker: NatsBroker, request: GenerateReply, timeout_seconds:
     if not history or history[-1].role != "user":
         raise ProviderError(ErrorCode.INVALID_REQUEST, "only a user message can be answered again")
     return TurnPlan(
-        history=history,
+        history=_prompt_of(history),
         new_content=None,
         conversation_settings=reply.settings,
         settings=settings,
@@ -128,3 +129,7 @@ def _check_anchor(request: GenerateReply, history: list[MessageView]) -> None:
         raise ProviderError(
             ErrorCode.INVALID_REQUEST, "parent_message_id must name an assistant message"
         )
+
+
+def _prompt_of(history: list[MessageView]) -> list[PromptMessage]:
+    return [PromptMessage(m.role, m.content) for m in history]
