@@ -1,7 +1,10 @@
-"""The `chatbus` command: `chatbus dev` and `chatbus token`."""
+"""The `chatbus` command: `chatbus dev`, `chatbus token` and `chatbus tail`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +12,14 @@ from typing import Annotated
 import typer
 
 from .dev import DevOptions, Provider, run_dev
-from .settings import DEFAULT_DATA_DIR, DEFAULT_NATS_PORT, DEFAULT_POSTGRES_PORT, CliSettings
+from .settings import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_NATS_PORT,
+    DEFAULT_POSTGRES_PORT,
+    CliSettings,
+    DevSettings,
+)
+from .tail import event_subject_matches, tail_events
 from .tokens import MissingSecretError, mint_token, read_secret
 
 app = typer.Typer(
@@ -87,6 +97,31 @@ def dev(
         postgres_port=postgres_port,
     )
     raise typer.Exit(run_dev(options))
+
+
+@app.command()
+def tail(
+    subject: Annotated[
+        str,
+        typer.Argument(help="An event subject or pattern: message.created, conversation.*, >"),
+    ],
+    from_start: Annotated[
+        bool, typer.Option("--from-start", help="Begin with the oldest event kept.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Stop after this many events.")
+    ] = None,
+    nats_url: Annotated[
+        str | None,
+        typer.Option("--nats-url", help="Default: CHATBUS_NATS_URL, else nats://127.0.0.1:4222."),
+    ] = None,
+) -> None:
+    """Print events from the bus as JSON lines (one per event, with its `subject`)."""
+    if not event_subject_matches(subject):
+        raise typer.BadParameter("names no event subject (see docs/architecture.md)")
+    url = nats_url or DevSettings().nats_url or f"nats://127.0.0.1:{DEFAULT_NATS_PORT}"
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a tail ends
+        asyncio.run(tail_events(url, subject, sys.stdout, from_start=from_start, limit=limit))
 
 
 if __name__ == "__main__":
