@@ -77,11 +77,11 @@ def test_turn_overrides_win_over_conversation_settings() -> None:
 def test_history_anchors_follow_the_request() -> None:
     parent, edited, question = uuid4(), uuid4(), uuid4()
     branch = history_query(_request(parent_message_id=parent))
-    assert (branch.leaf_id, branch.include_leaf) == (parent, True)
+    assert branch.leaf_id == parent
     edit = history_query(_request(edit_message_id=edited))
     assert edit.leaf_id == edited
     again = history_query(_request(regenerate=True, user_message_id=question, content=""))
-    assert (again.leaf_id, again.include_leaf, again.exclude_request_id) == (question, True, None)
+    assert (again.leaf_id, again.exclude_request_id) == (question, None)
     active = history_query(_request())
     assert active.leaf_id is None and active.exclude_request_id is not None
 

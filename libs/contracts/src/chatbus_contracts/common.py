@@ -98,6 +98,13 @@ class ChatSettings(Model):
 TITLE_MAX_CHARS = 200
 
 
+def first_words(content: str, max_chars: int = 60) -> str:
+    """A plain conversation title: the first words of `content` on one line."""
+    line = " ".join(content.split()) or "New conversation"
+    max_chars = min(max_chars, TITLE_MAX_CHARS)
+    return line if len(line) <= max_chars else line[: max_chars - 1].rstrip() + "…"
+
+
 def _usd_text(amount: Decimal) -> str:
     return format_usd(amount) or "0"
 

@@ -34,8 +34,8 @@ class GetConversation(Model):
 class GetHistory(Model):
     """The branch a new turn builds on, root first (read-your-writes, see docs/decisions.md).
 
-    The branch ends at `leaf_id`, or at the conversation's active message when it is
-    None; `include_leaf=False` leaves the leaf itself out (editing a message).
+    The branch ends at `leaf_id` (included), or at the conversation's active message
+    when it is None.
     A new conversation has no messages yet: its reply carries the user's preferences.
     """
 
@@ -43,7 +43,6 @@ class GetHistory(Model):
     conversation_id: UUID
     new_conversation: bool = False
     leaf_id: UUID | None = None
-    include_leaf: bool = True
     exclude_request_id: UUID | None = Field(
         default=None, description="Leave out messages of this request (a retried turn)."
     )

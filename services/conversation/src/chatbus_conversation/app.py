@@ -130,7 +130,6 @@ class ConversationService:
                 query.user_id,
                 query.conversation_id,
                 leaf_id=query.leaf_id,
-                include_leaf=query.include_leaf,
                 exclude_request_id=query.exclude_request_id,
             )
             if branch is None:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from chatbus_contracts.common import TITLE_MAX_CHARS, ChatSettings
+from chatbus_contracts.common import ChatSettings, first_words
 from chatbus_contracts.events import (
     ConversationCreated,
     ConversationDeleted,
@@ -32,13 +32,6 @@ from sqlmodel import col, select
 from .models import ConversationRow, MessageRow, PreferencesRow
 
 logger = logging.getLogger(__name__)
-
-
-def title_from(content: str, max_chars: int) -> str:
-    """A first title: the first words of the first message."""
-    line = " ".join(content.split()) or "New conversation"
-    max_chars = min(max_chars, TITLE_MAX_CHARS)
-    return line if len(line) <= max_chars else line[: max_chars - 1].rstrip() + "…"
 
 
 async def with_preferences(
@@ -121,7 +114,7 @@ class Projection:
                 session,
                 event.user_id,
                 event.conversation_id,
-                title_from(event.content, self._title_max_chars),
+                first_words(event.content, self._title_max_chars),
                 "message",
                 ChatSettings(),
                 event.created_at,

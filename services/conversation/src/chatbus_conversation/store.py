@@ -118,7 +118,6 @@ class ConversationStore:
         conversation_id: UUID,
         *,
         leaf_id: UUID | None,
-        include_leaf: bool,
         exclude_request_id: UUID | None,
     ) -> tuple[list[MessageView], ChatSettings, bool] | None:
         """The branch ending at `leaf_id` (or the active message), root first, the
@@ -136,8 +135,6 @@ class ConversationStore:
             branch = [] if leaf is None else await self._branch(session, conversation_id, leaf)
             if leaf_id is not None and not branch:
                 return None
-        if not include_leaf:
-            branch = branch[:-1]
         if exclude_request_id is not None:
             branch = [m for m in branch if m.request_id != exclude_request_id]
         return branch, settings_of(row), row.title_source == "message"

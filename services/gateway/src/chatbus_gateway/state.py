@@ -17,6 +17,7 @@ from .conversations import ConversationClient
 from .live import UserSockets
 from .records import TurnRecords
 from .replies import ReplyRouter
+from .resume import Resumer
 from .settings import GatewaySettings
 from .turns import TurnAcceptor
 
@@ -33,6 +34,7 @@ class GatewayState:
     conversations: ConversationClient
     acceptor: TurnAcceptor
     records: TurnRecords
+    resumer: Resumer
     sockets: UserSockets
     tracer: Tracer
 
@@ -72,6 +74,7 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
             publish_timeout_seconds=settings.publish_timeout_seconds,
         ),
         records=records,
+        resumer=Resumer(broker, records, conversations),
         sockets=sockets,
         tracer=tracer_provider.get_tracer("chatbus.gateway"),
     )

@@ -10,7 +10,6 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from .auth import InvalidToken, bearer_token
-from .resume import Resumer
 from .session import ChatSession
 from .state import GatewayState
 
@@ -47,7 +46,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         state.acceptor,
         state.router,
         state.broker,
-        Resumer(state.broker, state.records, state.conversations),
+        state.resumer,
         state.tracer,
     )
     state.sockets.add(user_id, session)

@@ -14,7 +14,7 @@ import logging
 
 from chatbus_contracts import subjects
 from chatbus_contracts.commands import GenerateReply
-from chatbus_contracts.common import TITLE_MAX_CHARS
+from chatbus_contracts.common import TITLE_MAX_CHARS, first_words
 from chatbus_contracts.conversations import UpdateConversation
 from chatbus_runtime.bus import publish_event
 from faststream.nats import NatsBroker
@@ -31,12 +31,6 @@ INSTRUCTION = (
     "Answer with the title only: no quotes, no final full stop."
 )
 EXCERPT_CHARS = 2000
-
-
-def first_words(content: str, max_chars: int = 60) -> str:
-    """A plain title: the first words of `content` on one line."""
-    line = " ".join(content.split()) or "New conversation"
-    return line if len(line) <= max_chars else line[: max_chars - 1].rstrip() + "…"
 
 
 def clean_title(text: str) -> str:

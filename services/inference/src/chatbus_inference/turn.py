@@ -28,7 +28,7 @@ from uuid import UUID
 from chatbus_contracts import subjects
 from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, StoppedChunk
 from chatbus_contracts.commands import GenerateReply
-from chatbus_contracts.common import FinishReason, TokenUsage, derived_id, utc_now
+from chatbus_contracts.common import FinishReason, TokenUsage, derived_id, first_words, utc_now
 from chatbus_contracts.events import ConversationCreated, MessageCreated, MessageFailed
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import publish_event
@@ -48,7 +48,7 @@ from .providers.base import (
 )
 from .resilience import RetryPolicy, StreamTimeouts, stream_with_retries
 from .routing import ProviderRouter, Route
-from .titles import TitleWriter, first_words
+from .titles import TitleWriter
 
 logger = logging.getLogger(__name__)
 
