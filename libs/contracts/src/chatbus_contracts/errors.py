@@ -4,8 +4,8 @@ ErrorCode
 ├── client errors (retryable=False, fix the request)
 │   invalid_json, unknown_type, invalid_frame, content_too_large,
 │   conversation_not_found, message_not_found, not_found
-├── auth (the socket is closed with 4401)
-│   unauthenticated
+├── auth (the socket is closed with 4401; REST: 401 / 403)
+│   unauthenticated, forbidden
 └── server / provider errors (some retryable)
     internal_error, unavailable, provider_error
 """
@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     MESSAGE_NOT_FOUND = "message_not_found"
     NOT_FOUND = "not_found"
     UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
     INTERNAL_ERROR = "internal_error"
     UNAVAILABLE = "unavailable"
     PROVIDER_ERROR = "provider_error"
@@ -40,3 +41,4 @@ class ErrorCode(StrEnum):
 # WebSocket close codes.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SERVICE_RESTART = 1012
+CLOSE_TRY_AGAIN_LATER = 1013

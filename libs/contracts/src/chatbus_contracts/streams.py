@@ -66,7 +66,7 @@ class BucketSpec:
     """A JetStream key-value bucket (file storage, one value per key)."""
 
     name: str
-    ttl_seconds: float
+    ttl_seconds: float  # 0: values never expire
     description: str = ""
 
 
@@ -78,7 +78,13 @@ CHAT_TURNS = BucketSpec(
     description="Accepted turns by request id: owner and message ids.",
 )
 
-ALL_BUCKETS: tuple[BucketSpec, ...] = (CHAT_TURNS,)
+API_KEYS = BucketSpec(
+    name="api_keys",
+    ttl_seconds=0,  # keys live until revoked
+    description="API keys by key id: owner, role, name and the SHA-256 of the secret.",
+)
+
+ALL_BUCKETS: tuple[BucketSpec, ...] = (CHAT_TURNS, API_KEYS)
 
 
 @dataclass(frozen=True)

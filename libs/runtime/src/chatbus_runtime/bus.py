@@ -17,8 +17,9 @@ from chatbus_contracts.streams import (
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from opentelemetry.sdk.trace import TracerProvider
 
 from . import natsfix
@@ -84,18 +85,23 @@ async def declare_buckets(broker: NatsBroker, specs: tuple[BucketSpec, ...] = AL
     """Create every key-value bucket that does not exist yet."""
     js = broker.connection.jetstream()
     for spec in specs:
-        try:
-            await js.key_value(spec.name)
-        except BucketNotFoundError:
-            await js.create_key_value(
-                api.KeyValueConfig(
-                    bucket=spec.name,
-                    description=spec.description,
-                    ttl=spec.ttl_seconds,
-                    history=1,
-                    storage=api.StorageType.FILE,
-                )
+        await ensure_bucket(js, spec)
+
+
+async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> KeyValue:
+    """The bucket of `spec`, created first if it does not exist."""
+    try:
+        return await js.key_value(spec.name)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            api.KeyValueConfig(
+                bucket=spec.name,
+                description=spec.description,
+                ttl=spec.ttl_seconds,
+                history=1,
+                storage=api.StorageType.FILE,
             )
+        )
 
 
 def consumer_config(spec: ConsumerSpec) -> api.ConsumerConfig:

@@ -12,7 +12,7 @@ from faststream.nats import NatsBroker, NatsMessage
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 
-from .auth import TokenVerifier
+from .auth import ApiKeyVerifier, Authenticator, TokenVerifier
 from .conversations import ConversationClient
 from .live import UserSockets
 from .records import TurnRecords
@@ -30,7 +30,7 @@ class GatewayState:
     gateway_id: str
     broker: NatsBroker
     router: ReplyRouter
-    verifier: TokenVerifier
+    authenticator: Authenticator
     conversations: ConversationClient
     acceptor: TurnAcceptor
     records: TurnRecords
@@ -62,7 +62,10 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
         gateway_id=gateway_id,
         broker=broker,
         router=router,
-        verifier=TokenVerifier(settings.jwt_secret.get_secret_value(), settings.jwt_algorithm),
+        authenticator=Authenticator(
+            TokenVerifier(settings.jwt_secret.get_secret_value(), settings.jwt_algorithm),
+            ApiKeyVerifier(broker),
+        ),
         conversations=conversations,
         acceptor=TurnAcceptor(
             broker,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from chatbus_contracts.errors import CLOSE_UNAUTHENTICATED
+from chatbus_contracts.errors import CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHENTICATED
 from chatbus_contracts.ws import AuthFrame
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from .auth import InvalidToken, bearer_token
+from .auth import CredentialStoreUnavailable, InvalidToken, bearer_token
 from .session import ChatSession
 from .state import GatewayState
 
@@ -36,10 +36,14 @@ async def chat_socket(websocket: WebSocket) -> None:
     try:
         if token is None:
             raise InvalidToken("no token")
-        user_id = state.verifier.user_id(token)
+        identity = await state.authenticator.identity(token)
     except InvalidToken as error:
         await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=str(error)[:120])
         return
+    except CredentialStoreUnavailable:
+        await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="credentials could not be checked")
+        return
+    user_id = identity.user_id
     session = ChatSession(
         websocket,
         user_id,

@@ -1,4 +1,4 @@
-"""The `chatbus` command: `chatbus dev`, `chatbus token` and `chatbus tail`."""
+"""The `chatbus` command: dev, token, keys, chat, tail and usage."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 
 from .dev import DevOptions, Provider, run_dev
+from .keys import create_key, list_keys, revoke_key
+from .output import print_json, print_table
 from .settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_NATS_PORT,
@@ -37,6 +39,16 @@ DataDir = Annotated[
     Path,
     typer.Option("--data-dir", help="Where NATS, Postgres and the JWT secret keep their data."),
 ]
+
+NatsUrl = Annotated[
+    str | None,
+    typer.Option("--nats-url", help="Default: CHATBUS_NATS_URL, else nats://127.0.0.1:4222."),
+]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Plain JSON instead of a table.")]
+
+
+def _nats_url(option: str | None) -> str:
+    return option or DevSettings().nats_url or f"nats://127.0.0.1:{DEFAULT_NATS_PORT}"
 
 
 @app.command()
@@ -111,17 +123,64 @@ def tail(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Stop after this many events.")
     ] = None,
-    nats_url: Annotated[
-        str | None,
-        typer.Option("--nats-url", help="Default: CHATBUS_NATS_URL, else nats://127.0.0.1:4222."),
-    ] = None,
+    nats_url: NatsUrl = None,
 ) -> None:
     """Print events from the bus as JSON lines (one per event, with its `subject`)."""
     if not event_subject_matches(subject):
         raise typer.BadParameter("names no event subject (see docs/architecture.md)")
-    url = nats_url or DevSettings().nats_url or f"nats://127.0.0.1:{DEFAULT_NATS_PORT}"
+    url = _nats_url(nats_url)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a tail ends
         asyncio.run(tail_events(url, subject, sys.stdout, from_start=from_start, limit=limit))
+
+
+keys_app = typer.Typer(help="Create, list and revoke API keys (cb-…).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option("--user", help="The user the key acts as.")],
+    name: Annotated[str, typer.Option("--name", help="A label, e.g. where it is used.")] = "",
+    role: Annotated[str, typer.Option("--role", help="The role the key carries.")] = "user",
+    nats_url: NatsUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    key, record = asyncio.run(create_key(_nats_url(nats_url), user, role=role, name=name))
+    if as_json:
+        print_json({"key": key, **record.model_dump(mode="json", exclude={"secret_sha256"})})
+        return
+    typer.echo(key)
+    typer.secho(
+        f"key id {record.key_id} for {user}: shown once, store it now", err=True, fg="yellow"
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's keys.")] = None,
+    nats_url: NatsUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """List live keys (never their secrets)."""
+    records = asyncio.run(list_keys(_nats_url(nats_url), user))
+    rows = [record.model_dump(mode="json", exclude={"secret_sha256"}) for record in records]
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, ["key_id", "user_id", "role", "name", "created_at"], title="API keys")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id `keys list` shows.")],
+    nats_url: NatsUrl = None,
+) -> None:
+    """Revoke a key: the gateway refuses it from the next request on."""
+    if not asyncio.run(revoke_key(_nats_url(nats_url), key_id)):
+        typer.secho(f"error: no key {key_id}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
 
 
 if __name__ == "__main__":
