@@ -50,11 +50,10 @@ class Stack:
     def ws_url(self) -> str:
         return self.gateway_url.replace("http://", "ws://") + "/v1/ws"
 
-    def token(self, user: str, *, ttl_seconds: int = 3600) -> str:
+    def token(self, user: str, *, ttl_seconds: int = 3600, role: str = "user") -> str:
         now = int(time.time())
-        return jwt.encode(
-            {"sub": user, "iat": now, "exp": now + ttl_seconds}, JWT_SECRET, algorithm="HS256"
-        )
+        claims = {"sub": user, "role": role, "iat": now, "exp": now + ttl_seconds}
+        return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         dsn = self.infra.database_url.replace("+asyncpg", "")

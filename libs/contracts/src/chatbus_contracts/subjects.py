@@ -28,6 +28,7 @@ CONVERSATION_CREATED = "conversation.created"
 CONVERSATION_UPDATED = "conversation.updated"
 CONVERSATION_DELETED = "conversation.deleted"
 USAGE_RECORDED = "usage.recorded"
+USAGE_BUDGET_EXCEEDED = "usage.budget_exceeded"
 
 # Core subscription of a gateway that pushes conversation events to open sockets.
 CONVERSATION_EVENTS_ALL = "conversation.*"
@@ -39,6 +40,7 @@ EVENT_SUBJECTS: tuple[str, ...] = (
     CONVERSATION_UPDATED,
     CONVERSATION_DELETED,
     USAGE_RECORDED,
+    USAGE_BUDGET_EXCEEDED,
 )
 
 # Core request/reply, answered by a queue group of the owning service.
@@ -54,9 +56,12 @@ PREFERENCES_COMMAND_SET = "conversation.command.preferences"
 
 MODELS_QUERY_LIST = "inference.query.models"
 
+USAGE_QUERY_SUMMARY = "usage.query.summary"
+
 # Queue groups: one per service, so replicas share request/reply work.
 CONVERSATION_QUEUE = "conversation"
 INFERENCE_QUEUE = "inference"
+USAGE_QUEUE = "usage"
 
 
 def chat_chunks_subject(gateway_id: str, request_id: UUID) -> str:
