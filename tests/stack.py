@@ -20,6 +20,7 @@ from chatbus_embeddings.settings import EmbeddingsSettings
 from chatbus_emulator.server import run_emulator
 from chatbus_emulator.state import EmulatorState
 from chatbus_gateway.app import create_app
+from chatbus_gateway.limits import RoleLimits
 from chatbus_gateway.settings import GatewaySettings
 from chatbus_inference.app import InferenceService
 from chatbus_inference.settings import InferenceSettings
@@ -33,6 +34,11 @@ from .infra import Infra
 
 JWT_SECRET = "test-secret-0123456789-abcdefghij"
 MODEL = "gpt-4o-mini"
+# Only users whose token carries one of these roles are limited (see test_rate_limits.py).
+TEST_RATE_LIMITS = {
+    "limited": RoleLimits(requests_per_minute=10),
+    "frugal": RoleLimits(tokens_per_day=50),
+}
 
 
 @dataclass
@@ -125,6 +131,7 @@ async def run_gateway(
         jwt_secret=JWT_SECRET,
         gateway_port=port,
         auth_timeout_seconds=1.0,
+        rate_limits=TEST_RATE_LIMITS,
     )
     server = uvicorn.Server(
         uvicorn.Config(

@@ -84,7 +84,13 @@ API_KEYS = BucketSpec(
     description="API keys by key id: owner, role, name and the SHA-256 of the secret.",
 )
 
-ALL_BUCKETS: tuple[BucketSpec, ...] = (CHAT_TURNS, API_KEYS)
+RATE_LIMITS = BucketSpec(
+    name="rate_limits",
+    ttl_seconds=2 * DAY,
+    description="Per-user request windows and tokens per day, shared by gateway replicas.",
+)
+
+ALL_BUCKETS: tuple[BucketSpec, ...] = (CHAT_TURNS, API_KEYS, RATE_LIMITS)
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,9 @@ class ChatError(Model):
     code: str
     message: str
     retryable: bool = False
+    retry_after_ms: int | None = Field(
+        default=None, description="With `rate_limited`: when the request would be admitted."
+    )
 
 
 class Pong(Model):

@@ -35,8 +35,9 @@ class ApiError(StarletteHTTPException):
         message: str,
         *,
         fields: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(status_code, message)
+        super().__init__(status_code, message, headers)
         self.code = code
         self.fields = fields
 

@@ -11,6 +11,7 @@ answer instead of starting another generation.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -25,7 +26,7 @@ from fastapi import APIRouter, Header, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .deps import CurrentUser, State
+from .deps import CurrentIdentity, State
 from .errors import ApiError
 from .replay import turn_chunks
 from .state import GatewayState
@@ -128,23 +129,28 @@ def _as_send(
     return send, prior
 
 
-def _refusal(code: str, message: str) -> ApiError:
-    return ApiError(_HTTP_STATUS.get(code, 502), code, message)
+def _refusal(code: str, message: str, *, retry_after_ms: int | None = None) -> ApiError:
+    headers = None
+    if retry_after_ms is not None:
+        headers = {"Retry-After": str(math.ceil(retry_after_ms / 1000))}
+    return ApiError(_HTTP_STATUS.get(code, 502), code, message, headers=headers)
 
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
     body: ChatCompletionRequest,
-    user_id: CurrentUser,
+    identity: CurrentIdentity,
     state: State,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> JSONResponse | StreamingResponse:
     """Create a chat completion, streamed (SSE) or whole; stored and billed like any turn."""
     send, prior = _as_send(body, idempotency_key)
     try:
-        turn = await state.acceptor.accept(user_id, send, prior_messages=prior)
+        turn = await state.acceptor.accept(identity, send, prior_messages=prior)
     except TurnRefused as refused:
-        raise _refusal(refused.code, refused.message) from refused
+        raise _refusal(
+            refused.code, refused.message, retry_after_ms=refused.retry_after_ms
+        ) from refused
     if turn.duplicate:
         state.router.close(turn.frame.request_id, turn.queue)
     chunks = turn_chunks(state.broker, turn.frame.request_id, turn.queue, duplicate=turn.duplicate)

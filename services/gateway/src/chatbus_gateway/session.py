@@ -25,6 +25,7 @@ from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
 from opentelemetry.trace import Tracer
 
+from .auth import Identity
 from .frames import BadFrame, chunk_frame, parse_client_frame
 from .replay import in_order, turn_chunks
 from .replies import ReplyRouter
@@ -41,7 +42,7 @@ class ChatSession:
     def __init__(
         self,
         websocket: WebSocket,
-        user_id: str,
+        identity: Identity,
         acceptor: TurnAcceptor,
         router: ReplyRouter,
         broker: NatsBroker,
@@ -49,7 +50,8 @@ class ChatSession:
         tracer: Tracer,
     ) -> None:
         self._websocket = websocket
-        self._user_id = user_id
+        self._identity = identity
+        self._user_id = identity.user_id
         self._acceptor = acceptor
         self._router = router
         self._broker = broker
@@ -145,7 +147,7 @@ class ChatSession:
             "chat.turn", attributes={"chatbus.user_id": self._user_id}
         ):
             try:
-                turn = await self._acceptor.accept(self._user_id, send)
+                turn = await self._acceptor.accept(self._identity, send)
             except TurnRefused as refused:
                 await self.send(
                     ChatError(
@@ -153,6 +155,7 @@ class ChatSession:
                         code=refused.code,
                         message=refused.message,
                         retryable=refused.retryable,
+                        retry_after_ms=refused.retry_after_ms,
                     )
                 )
                 return

@@ -5,6 +5,8 @@ from __future__ import annotations
 from chatbus_runtime.settings import ServiceSettings
 from pydantic import Field, SecretStr
 
+from .limits import RoleLimits
+
 
 class GatewaySettings(ServiceSettings):
     """`CHATBUS_*` variables read by the gateway. `CHATBUS_JWT_SECRET` is required."""
@@ -17,3 +19,8 @@ class GatewaySettings(ServiceSettings):
     auth_timeout_seconds: float = 5.0
     query_timeout_seconds: float = 10.0
     publish_timeout_seconds: float = 5.0
+    rate_limits: dict[str, RoleLimits] = Field(
+        default_factory=dict,
+        description='Per role, e.g. {"user": {"requests_per_minute": 20, "tokens_per_day": 200000}}'
+        "; a role without an entry is unlimited.",
+    )

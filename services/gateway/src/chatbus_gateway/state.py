@@ -14,6 +14,7 @@ from opentelemetry.trace import Tracer
 
 from .auth import ApiKeyVerifier, Authenticator, TokenVerifier
 from .conversations import ConversationClient
+from .limits import RateLimiter
 from .live import UserSockets
 from .records import TurnRecords
 from .replies import ReplyRouter
@@ -72,6 +73,7 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
             router,
             conversations,
             records,
+            RateLimiter(broker, settings.rate_limits),
             gateway_id=gateway_id,
             max_content_bytes=settings.max_content_bytes,
             publish_timeout_seconds=settings.publish_timeout_seconds,

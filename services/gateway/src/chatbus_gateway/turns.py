@@ -12,10 +12,13 @@ from chatbus_contracts.common import derived_id
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.streams import CHAT_REQUESTS
 from chatbus_contracts.ws import ChatAccepted, ChatRegenerate, ChatSend
+from chatbus_runtime.kvcas import ContentionError
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
 
+from .auth import Identity
 from .conversations import ConversationClient
+from .limits import RateLimited, RateLimiter
 from .records import TurnRecords
 from .replies import ChunkQueue, ReplyRouter
 
@@ -25,11 +28,19 @@ logger = logging.getLogger(__name__)
 class TurnRefused(Exception):
     """A `chat.send` that cannot be accepted; becomes a `chat.error` frame."""
 
-    def __init__(self, code: ErrorCode, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after_ms: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.retry_after_ms = retry_after_ms
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class TurnAcceptor:
         router: ReplyRouter,
         conversations: ConversationClient,
         records: TurnRecords,
+        limiter: RateLimiter,
         *,
         gateway_id: str,
         max_content_bytes: int,
@@ -70,13 +82,14 @@ class TurnAcceptor:
         self._router = router
         self._conversations = conversations
         self._records = records
+        self._limiter = limiter
         self._gateway_id = gateway_id
         self._max_content_bytes = max_content_bytes
         self._publish_timeout = publish_timeout_seconds
 
     async def accept(
         self,
-        user_id: str,
+        identity: Identity,
         send: ChatSend | ChatRegenerate,
         *,
         prior_messages: list[PriorMessage] | None = None,
@@ -86,6 +99,7 @@ class TurnAcceptor:
         `prior_messages` makes a stateless turn (OpenAI-compatible API): its prompt is
         them plus `content`, not the stored history.
         """
+        user_id = identity.user_id
         content = send.content if isinstance(send, ChatSend) else ""
         if len(content.encode()) > self._max_content_bytes:
             raise TurnRefused(
@@ -114,6 +128,11 @@ class TurnAcceptor:
         if await self._records.get(request_id) is not None:
             return AcceptedTurn(_accepted_frame(command), queue, duplicate=True)
         try:
+            await self._admit(identity)
+        except TurnRefused:
+            self._router.close(request_id, queue)
+            raise
+        try:
             ack = await self._broker.publish(
                 command,
                 subjects.CHAT_REQUESTS,
@@ -141,6 +160,23 @@ class TurnAcceptor:
                 )
             )
         return AcceptedTurn(_accepted_frame(command), queue, duplicate=bool(ack.duplicate))
+
+    async def _admit(self, identity: Identity) -> None:
+        """Count the turn against the user's rate limits; `TurnRefused` when over one."""
+        try:
+            await self._limiter.admit(identity)
+        except RateLimited as limited:
+            raise TurnRefused(
+                ErrorCode.RATE_LIMITED,
+                limited.message,
+                retryable=True,
+                retry_after_ms=limited.retry_after_ms,
+            ) from limited
+        except (NatsError, TimeoutError, ContentionError) as error:
+            logger.warning("rate limits of %s could not be checked: %s", identity.user_id, error)
+            raise TurnRefused(
+                ErrorCode.UNAVAILABLE, "rate limits could not be checked", retryable=True
+            ) from error
 
     def _command(
         self, user_id: str, request_id: UUID, send: ChatSend | ChatRegenerate

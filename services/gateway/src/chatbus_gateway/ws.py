@@ -46,7 +46,7 @@ async def chat_socket(websocket: WebSocket) -> None:
     user_id = identity.user_id
     session = ChatSession(
         websocket,
-        user_id,
+        identity,
         state.acceptor,
         state.router,
         state.broker,
