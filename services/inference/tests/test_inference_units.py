@@ -11,6 +11,9 @@ from chatbus_inference.pricing import price_call
 from chatbus_inference.providers.base import CompletionRequest, Finished, PromptMessage, TextDelta
 from chatbus_inference.providers.demo import DemoProvider
 from genai_prices import Usage, calc_price
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 
 def _request(**fields: object) -> GenerateReply:
@@ -97,6 +100,28 @@ def test_price_comes_from_genai_prices_and_unknown_models_are_null() -> None:
     assert cost == expected.total_price and source and source.startswith("genai-prices")
     assert price_call(usage, "no-such-model-xyz", "openai") == (None, None)
     assert price_call(usage, "demo", "demo")[0] == Decimal(0)
+
+
+def test_a_call_without_a_price_counts_in_the_unpriced_calls_metric() -> None:
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    usage = TokenUsage(prompt_tokens=10, completion_tokens=2)
+    price_call(usage, "gpt-4o-mini", "openai")
+    price_call(usage, "unpriced-model-abc", "openai")
+    price_call(usage, "unpriced-model-abc", "openai")
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "chatbus.unpriced_calls"
+        for point in metric.data.data_points
+    ]
+    assert [(p.attributes, p.value) for p in points] == [  # type: ignore[union-attr]
+        ({"model": "unpriced-model-abc", "provider": "openai"}, 2)
+    ]
 
 
 async def test_demo_provider_says_it_is_a_demo_and_respects_max_tokens() -> None:

@@ -28,6 +28,7 @@ class GenerateReply(Model):
     request_id: UUID
     client_message_id: str = Field(description="The client's `chat.send` id.")
     user_id: str
+    user_role: str = Field(default="user", description="Decides the default budget.")
     conversation_id: UUID
     new_conversation: bool
     user_message_id: UUID = Field(

@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     PROVIDER_ERROR = "provider_error"
     RATE_LIMITED = "rate_limited"
+    BUDGET_EXCEEDED = "budget_exceeded"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
     PROVIDER_TIMEOUT = "provider_timeout"
     AUTH_FAILED = "auth_failed"

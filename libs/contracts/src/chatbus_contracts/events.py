@@ -21,6 +21,7 @@ from .common import (
     Model,
     Role,
     TokenUsage,
+    Usd,
     utc_now,
 )
 
@@ -138,3 +139,16 @@ class UsageRecorded(Event):
     )
     latency_ms: int | None = None
     finish_reason: FinishReason | None = None
+
+
+class BudgetExceeded(Event):
+    """A turn refused because its worst-case cost would take the user over their budget."""
+
+    subject: ClassVar[str] = subjects.USAGE_BUDGET_EXCEEDED
+
+    request_id: UUID
+    month: str = Field(description="YYYY-MM (UTC).")
+    budget_usd: Usd
+    spent_usd: Usd
+    reserved_usd: Usd = Field(description="Held by the user's other running turns.")
+    needed_usd: Usd = Field(description="This turn's worst-case cost.")

@@ -90,7 +90,13 @@ RATE_LIMITS = BucketSpec(
     description="Per-user request windows and tokens per day, shared by gateway replicas.",
 )
 
-ALL_BUCKETS: tuple[BucketSpec, ...] = (CHAT_TURNS, API_KEYS, RATE_LIMITS)
+BUDGETS = BucketSpec(
+    name="budgets",
+    ttl_seconds=0,  # limits stay; a month's state is small and kept for reference
+    description="Per-user monthly budgets, and each month's spend and reservations.",
+)
+
+ALL_BUCKETS: tuple[BucketSpec, ...] = (CHAT_TURNS, API_KEYS, RATE_LIMITS, BUDGETS)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from chatbus_runtime.settings import ServiceSettings
 from pydantic import Field, SecretStr
 
@@ -19,6 +21,10 @@ class GatewaySettings(ServiceSettings):
     auth_timeout_seconds: float = 5.0
     query_timeout_seconds: float = 10.0
     publish_timeout_seconds: float = 5.0
+    budgets: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Monthly USD budget per role (the same CHATBUS_BUDGETS inference enforces).",
+    )
     rate_limits: dict[str, RoleLimits] = Field(
         default_factory=dict,
         description='Per role, e.g. {"user": {"requests_per_minute": 20, "tokens_per_day": 200000}}'

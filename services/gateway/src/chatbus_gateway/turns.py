@@ -120,7 +120,7 @@ class TurnAcceptor:
                 ) from error
             if found is None:
                 raise TurnRefused(ErrorCode.CONVERSATION_NOT_FOUND, "conversation not found")
-        command = self._command(user_id, request_id, send)
+        command = self._command(identity, request_id, send)
         if prior_messages is not None:
             command = command.model_copy(update={"prior_messages": prior_messages})
         # Listen before publishing, so not even the first chunk can be missed.
@@ -179,7 +179,7 @@ class TurnAcceptor:
             ) from error
 
     def _command(
-        self, user_id: str, request_id: UUID, send: ChatSend | ChatRegenerate
+        self, identity: Identity, request_id: UUID, send: ChatSend | ChatRegenerate
     ) -> GenerateReply:
         """The durable command of a send (new user message) or a regenerate (none)."""
         conversation_id = send.conversation_id or derived_id(request_id, "conversation")
@@ -196,7 +196,8 @@ class TurnAcceptor:
             {
                 "request_id": request_id,
                 "client_message_id": send.id,
-                "user_id": user_id,
+                "user_id": identity.user_id,
+                "user_role": identity.role,
                 "conversation_id": conversation_id,
                 "new_conversation": send.conversation_id is None,
                 "assistant_message_id": derived_id(request_id, "assistant"),

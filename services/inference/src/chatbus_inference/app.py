@@ -13,6 +13,7 @@ from faststream import AckPolicy
 from faststream.nats import NatsBroker, NatsMessage
 from opentelemetry.sdk.trace import TracerProvider
 
+from .budgets import BudgetBook
 from .catalogue import load_catalogue
 from .providers.registry import configured_providers
 from .routing import ProviderRouter
@@ -47,6 +48,11 @@ class InferenceService:
                 self.router,
                 title_model=settings.title_model,
                 timeout_seconds=settings.title_timeout_seconds,
+            ),
+            budgets=BudgetBook(
+                self.broker,
+                settings.budgets,
+                reservation_seconds=settings.total_timeout_seconds + 60,
             ),
         )
         self._wire()

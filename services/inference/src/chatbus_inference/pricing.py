@@ -8,9 +8,16 @@ from decimal import Decimal
 import genai_prices
 from chatbus_contracts.common import TokenUsage
 from genai_prices import Usage, calc_price
+from opentelemetry import metrics
 
 logger = logging.getLogger(__name__)
 PRICE_SOURCE = f"genai-prices {genai_prices.__version__}"
+
+_unpriced_calls = metrics.get_meter("chatbus.inference").create_counter(
+    "chatbus.unpriced_calls",
+    unit="{call}",
+    description="Billed calls recorded with cost=null: the model is not in the price table.",
+)
 
 
 def price_call(usage: TokenUsage, model: str, provider: str) -> tuple[Decimal | None, str | None]:
@@ -34,5 +41,6 @@ def price_call(usage: TokenUsage, model: str, provider: str) -> tuple[Decimal | 
         )
     except LookupError:
         logger.warning("no price for model %r of provider %r; recording cost=null", model, provider)
+        _unpriced_calls.add(1, {"model": model, "provider": provider})
         return None, None
     return calculation.total_price, PRICE_SOURCE

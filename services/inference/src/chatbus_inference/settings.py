@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from chatbus_runtime.settings import ServiceSettings
@@ -36,6 +37,11 @@ class InferenceSettings(ServiceSettings):
     first_token_timeout_seconds: float = Field(default=60.0, gt=0)
     idle_timeout_seconds: float = Field(default=60.0, gt=0)
     total_timeout_seconds: float = Field(default=600.0, gt=0)
+    budgets: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description='Monthly USD budget per role, e.g. {"user": "20"}; a role without one '
+        "is unlimited unless an admin sets a user's own budget.",
+    )
 
     # The SDKs' own variables; which are set decides which providers exist.
     openai_api_key: SecretStr | None = Field(

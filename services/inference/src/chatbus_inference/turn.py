@@ -5,6 +5,7 @@
       user message.created (+ conversation.created for a new conversation;
                             none for a regenerate)
       for route in [model, *fallbacks]:            a retryable failure before any token
+          reserve the worst-case cost (budgets.py)   or fail with budget_exceeded
           stream_with_retries(route) → delta chunks   moves on to the next route
       ├── finished → assistant message.created, usage.recorded, end chunk
       ├── chat.stop → partial message.created, usage.recorded (stopped), stopped chunk
@@ -35,6 +36,7 @@ from chatbus_runtime.bus import publish_event
 from faststream.nats import NatsBroker, NatsMessage
 
 from .billing import estimate_usage, usage_recorded
+from .budgets import BudgetBook, worst_case_cost
 from .keepalive import in_progress_while
 from .plan import TurnPlan, plan_turn
 from .prompt import trim_to_window
@@ -89,8 +91,10 @@ class TurnRunner:
         retry_policy: RetryPolicy,
         timeouts: StreamTimeouts,
         titles: TitleWriter,
+        budgets: BudgetBook,
     ) -> None:
         self._broker = broker
+        self._budgets = budgets
         self._titles = titles
         self._router = router
         self._history_timeout = history_timeout_seconds
@@ -181,6 +185,8 @@ class TurnRunner:
             progress.route = route
             max_tokens = settings.max_tokens or route.max_output_tokens
             progress.prompt = trim_to_window(prompt, route.context_window, max_tokens)
+            worst_case = worst_case_cost(progress.prompt, max_tokens, route)
+            await self._budgets.reserve(request, worst_case)
             completion = CompletionRequest(
                 model=route.model,
                 messages=progress.prompt,
@@ -290,7 +296,9 @@ class TurnRunner:
 
     async def _stopped(self, request: GenerateReply, progress: _Progress, started: float) -> None:
         """Keep and bill the partial answer of a stopped turn."""
-        if progress.route is not None and progress.plan is not None:
+        if progress.route is None or progress.plan is None:
+            await self._budgets.release(request)
+        else:
             usage = estimate_usage(progress.prompt, progress.parts)
             await self._publish_assistant(
                 request,
@@ -333,7 +341,9 @@ class TurnRunner:
                 provider=route.provider.name if route else None,
             ),
         )
-        if usage is not None and route is not None:
+        if usage is None or route is None:
+            await self._budgets.release(request)
+        else:
             await publish_event(
                 self._broker,
                 usage_recorded(

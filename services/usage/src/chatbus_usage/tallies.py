@@ -1,34 +1,62 @@
-"""Per-user tokens of the day in the `rate_limits` bucket, read by the gateways' limiter.
+"""Running tallies other services enforce limits by, kept in NATS key-value buckets.
 
-Only a call that made a new ledger row is added, so a redelivered event is never
-counted twice. A crash between the ledger commit and the addition undercounts that
-one call (the ledger itself stays exact).
+For every newly billed call (a new ledger row; a redelivered event makes none, so
+nothing is counted twice):
+
+- its tokens (prompt + completion) go to the user's counter of that UTC day in
+  `rate_limits`, which the gateways' rate limiter reads;
+- its cost goes to the user's month in `budgets`, and the turn's reservation made by
+  inference is removed in the same compare-and-set (see `chatbus_contracts.budgets`).
+
+A crash between the ledger commit and these updates undercounts that one call; the
+ledger itself stays exact.
 """
 
 from __future__ import annotations
 
 from datetime import UTC
 
+from chatbus_contracts.budgets import BudgetState, budget_state_key, month_of
 from chatbus_contracts.events import UsageRecorded
 from chatbus_contracts.limits import tokens_day_key
-from chatbus_contracts.streams import RATE_LIMITS
-from chatbus_runtime.kvcas import add_to_counter
+from chatbus_contracts.streams import BUDGETS, RATE_LIMITS
+from chatbus_runtime.kvcas import add_to_counter, compare_and_set
 from faststream.nats import NatsBroker
 from nats.js.kv import KeyValue
 
 
-class DailyTokens:
-    """Adds billed tokens (prompt + completion) to the user's counter of that UTC day."""
+class Tallies:
+    """Adds billed calls to the per-day token counters and the per-month budget states."""
 
     def __init__(self, broker: NatsBroker) -> None:
         self._broker = broker
-        self._bucket: KeyValue | None = None
+        self._buckets: dict[str, KeyValue] = {}
+
+    async def _kv(self, name: str) -> KeyValue:
+        if name not in self._buckets:
+            self._buckets[name] = await self._broker.connection.jetstream().key_value(name)
+        return self._buckets[name]
 
     async def add(self, event: UsageRecorded) -> None:
+        """Count one newly billed call."""
+        occurred = event.occurred_at.astimezone(UTC)
         tokens = event.usage.prompt_tokens + event.usage.completion_tokens
-        if tokens == 0:
-            return
-        if self._bucket is None:
-            self._bucket = await self._broker.connection.jetstream().key_value(RATE_LIMITS.name)
-        day = event.occurred_at.astimezone(UTC).date()
-        await add_to_counter(self._bucket, tokens_day_key(event.user_id, day), tokens)
+        if tokens:
+            key = tokens_day_key(event.user_id, occurred.date())
+            await add_to_counter(await self._kv(RATE_LIMITS.name), key, tokens)
+        await self._settle(event, month_of(occurred))
+
+    async def _settle(self, event: UsageRecorded, month: str) -> None:
+        turn = str(event.request_id) if event.kind == "chat" else None
+        cost = event.cost_usd or 0
+
+        def settle(current: bytes | None) -> tuple[bytes | None, None]:
+            state = BudgetState.model_validate_json(current) if current else BudgetState()
+            if not cost and turn not in state.reservations:
+                return None, None
+            left = {k: r for k, r in state.reservations.items() if k != turn}
+            settled = BudgetState(spent_usd=state.spent_usd + cost, reservations=left)
+            return settled.model_dump_json().encode(), None
+
+        key = budget_state_key(event.user_id, month)
+        await compare_and_set(await self._kv(BUDGETS.name), key, settle)

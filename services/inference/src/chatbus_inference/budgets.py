@@ -1,0 +1,155 @@
+"""Monthly budgets: reserve a turn's worst-case cost before it streams, or refuse it.
+
+The state of a user's month is one entry in the `budgets` bucket (see
+`chatbus_contracts.budgets`), changed by compare-and-set, so concurrent turns on any
+number of replicas cannot together overspend. The usage service settles each billed
+call; this module only reserves, and releases the reservation of a turn that ends
+without anything to bill.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from chatbus_contracts import subjects
+from chatbus_contracts.budgets import (
+    BudgetLimit,
+    BudgetState,
+    Reservation,
+    budget_limit_key,
+    budget_state_key,
+    month_of,
+)
+from chatbus_contracts.commands import GenerateReply
+from chatbus_contracts.common import TokenUsage, derived_id, format_usd
+from chatbus_contracts.errors import ErrorCode
+from chatbus_contracts.events import BudgetExceeded
+from chatbus_contracts.streams import BUDGETS
+from chatbus_runtime.bus import publish_event
+from chatbus_runtime.kvcas import compare_and_set
+from faststream.nats import NatsBroker
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from .pricing import price_call
+from .prompt import estimate_tokens
+from .providers.base import PromptMessage, ProviderError
+from .routing import Route
+
+logger = logging.getLogger(__name__)
+
+
+def worst_case_cost(prompt: list[PromptMessage], max_tokens: int, route: Route) -> Decimal | None:
+    """The most a call can cost: the whole prompt, and `max_tokens` of answer."""
+    usage = TokenUsage(
+        prompt_tokens=sum(estimate_tokens(message.content) for message in prompt),
+        completion_tokens=max_tokens,
+    )
+    return price_call(usage, route.model, route.provider.name)[0]
+
+
+class BudgetBook:
+    """Reservations against each user's monthly budget (theirs, else their role's)."""
+
+    def __init__(
+        self,
+        broker: NatsBroker,
+        role_budgets: dict[str, Decimal],
+        *,
+        reservation_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._broker = broker
+        self._role_budgets = role_budgets
+        self._reservation_seconds = reservation_seconds
+        self._clock = clock
+        self._bucket: KeyValue | None = None
+
+    async def _kv(self) -> KeyValue:
+        if self._bucket is None:
+            self._bucket = await self._broker.connection.jetstream().key_value(BUDGETS.name)
+        return self._bucket
+
+    async def budget_of(self, user_id: str, role: str) -> Decimal | None:
+        """The user's monthly budget: their own if an admin set one, else their role's."""
+        try:
+            entry = await (await self._kv()).get(budget_limit_key(user_id))
+        except KeyNotFoundError:
+            return self._role_budgets.get(role)
+        return BudgetLimit.model_validate_json(entry.value or b"").monthly_usd
+
+    async def reserve(self, request: GenerateReply, amount: Decimal | None) -> None:
+        """Hold `amount` for the turn (replacing an earlier hold of the same turn).
+
+        Raises `ProviderError` `budget_exceeded` (and publishes `usage.budget_exceeded`)
+        when it does not fit. A model without a price reserves nothing.
+        """
+        budget = await self.budget_of(request.user_id, request.user_role)
+        if budget is None:
+            return
+        needed, turn = amount or Decimal(0), str(request.request_id)
+        month = month_of(datetime.fromtimestamp(self._clock(), UTC))
+
+        def hold(current: bytes | None) -> tuple[bytes | None, BudgetState | None]:
+            now = self._clock()
+            state = BudgetState.model_validate_json(current) if current else BudgetState()
+            others = {k: r for k, r in state.live_reservations(now).items() if k != turn}
+            held = BudgetState(spent_usd=state.spent_usd, reservations=others)
+            if held.spent_usd + held.reserved_usd(now) + needed > budget:
+                return None, held
+            expires_at = now + self._reservation_seconds
+            reservation = Reservation(amount_usd=needed, expires_at=expires_at)
+            updated = held.model_copy(update={"reservations": others | {turn: reservation}})
+            return updated.model_dump_json().encode(), None
+
+        key = budget_state_key(request.user_id, month)
+        refused = await compare_and_set(await self._kv(), key, hold)
+        if refused is not None:
+            await self._refuse(request, month, budget, refused, needed)
+
+    async def release(self, request: GenerateReply) -> None:
+        """Drop the turn's reservation (it ended with nothing billed)."""
+        turn = str(request.request_id)
+        month = month_of(datetime.fromtimestamp(self._clock(), UTC))
+
+        def drop(current: bytes | None) -> tuple[bytes | None, None]:
+            state = BudgetState.model_validate_json(current) if current else BudgetState()
+            if turn not in state.reservations:
+                return None, None
+            left = {k: r for k, r in state.reservations.items() if k != turn}
+            return state.model_copy(update={"reservations": left}).model_dump_json().encode(), None
+
+        await compare_and_set(await self._kv(), budget_state_key(request.user_id, month), drop)
+
+    async def _refuse(
+        self,
+        request: GenerateReply,
+        month: str,
+        budget: Decimal,
+        state: BudgetState,
+        needed: Decimal,
+    ) -> None:
+        reserved = state.reserved_usd(self._clock())
+        await publish_event(
+            self._broker,
+            BudgetExceeded(
+                event_id=derived_id(request.request_id, subjects.USAGE_BUDGET_EXCEEDED),
+                user_id=request.user_id,
+                request_id=request.request_id,
+                month=month,
+                budget_usd=budget,
+                spent_usd=state.spent_usd,
+                reserved_usd=reserved,
+                needed_usd=needed,
+            ),
+        )
+        raise ProviderError(
+            ErrorCode.BUDGET_EXCEEDED,
+            f"this turn may cost up to ${format_usd(needed)}; ${format_usd(state.spent_usd)} "
+            f"of the ${format_usd(budget)} budget for {month} is spent"
+            + (f" and ${format_usd(reserved)} is held by running turns" if reserved else ""),
+        )
