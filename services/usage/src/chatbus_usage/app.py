@@ -1,12 +1,14 @@
-"""The usage service's whole wiring: a durable consumer of `usage.recorded`."""
+"""The usage service's whole wiring: a durable consumer of `usage.recorded`, usage queries."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from chatbus_contracts import subjects
 from chatbus_contracts.events import UsageRecorded
 from chatbus_contracts.streams import USAGE_CONSUMER
+from chatbus_contracts.usage import UsageQuery, UsageSummary
 from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
 from chatbus_runtime.database import create_engine, upgrade_schema
 from faststream.nats import NatsBroker
@@ -15,6 +17,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from .ledger import Ledger
 from .models import SCHEMA
 from .settings import UsageSettings
+from .summary import summarise_usage
+from .tallies import Tallies
 
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,10 +35,16 @@ class UsageService:
         self.engine = create_engine(settings.database_url)
         self.ledger = Ledger(self.engine)
         ledger = self.ledger
+        tallies = Tallies(self.broker)
 
         @self.broker.subscriber(**durable_subscription(USAGE_CONSUMER, batch_size=16))
         async def on_usage_recorded(event: UsageRecorded) -> None:
-            await ledger.record(event)
+            if await ledger.record(event):
+                await tallies.add(event)
+
+        @self.broker.subscriber(subjects.USAGE_QUERY_SUMMARY, queue=subjects.USAGE_QUEUE)
+        async def summary(query: UsageQuery) -> UsageSummary:
+            return await summarise_usage(self.engine, query)
 
     async def start(self) -> None:
         """Migrate, connect, declare streams and the consumer, then start consuming."""
