@@ -11,18 +11,42 @@ No I/O lives here. Modules:
 - `queries`: request/reply queries and their replies.
 - `ws`: WebSocket protocol v1 frames.
 - `errors`: stable error codes and close codes.
+- `conversations`: conversation commands, search, preferences.
+- `keys`: API keys (`cb-…`) and their stored records.
+- `limits`, `budgets`: keys and values of the rate-limit and budget buckets.
+- `usage`: usage summary queries.
 """
 
-from . import chunks, commands, common, errors, events, queries, streams, subjects, ws
+from . import (
+    budgets,
+    chunks,
+    commands,
+    common,
+    conversations,
+    errors,
+    events,
+    keys,
+    limits,
+    queries,
+    streams,
+    subjects,
+    usage,
+    ws,
+)
 
 __all__ = [
+    "budgets",
     "chunks",
     "commands",
     "common",
+    "conversations",
     "errors",
     "events",
+    "keys",
+    "limits",
     "queries",
     "streams",
     "subjects",
+    "usage",
     "ws",
 ]

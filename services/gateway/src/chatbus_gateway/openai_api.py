@@ -41,6 +41,7 @@ _HTTP_STATUS: dict[str, int] = {
     ErrorCode.CONTEXT_TOO_LONG: 400,
     ErrorCode.CONTENT_TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.BUDGET_EXCEEDED: 429,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.PROVIDER_UNAVAILABLE: 503,
     ErrorCode.PROVIDER_TIMEOUT: 504,
