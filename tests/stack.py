@@ -51,6 +51,24 @@ class Stack:
     spans: InMemorySpanExporter
     settings: GatewaySettings
     emulator_url: str
+    services: list[Any]
+    tracer_provider: TracerProvider
+
+    @property
+    def inference_settings(self) -> InferenceSettings:
+        return next(s.settings for s in self.services if isinstance(s, InferenceService))
+
+    @contextlib.asynccontextmanager
+    async def without_inference(self) -> AsyncIterator[None]:
+        """Stop the in-process inference replica (the test runs its own); a new one after."""
+        index = next(i for i, s in enumerate(self.services) if isinstance(s, InferenceService))
+        await self.services[index].stop()
+        try:
+            yield
+        finally:
+            replica = InferenceService(self.inference_settings, self.tracer_provider)
+            self.services[index] = replica
+            await replica.start()
 
     @property
     def ws_url(self) -> str:
@@ -88,7 +106,7 @@ async def run_stack(infra: Infra) -> AsyncIterator[Stack]:
     provider.add_span_processor(SimpleSpanProcessor(spans))
     emulator = EmulatorState()
     async with run_emulator(emulator) as emulator_url:
-        services = [
+        services: list[Any] = [
             ConversationService(ConversationSettings(**common), provider),
             UsageService(UsageSettings(**common), provider),
             EmbeddingsService(EmbeddingsSettings(**common, torch_threads=1), provider),
@@ -113,7 +131,7 @@ async def run_stack(infra: Infra) -> AsyncIterator[Stack]:
             await service.start()
         try:
             async with run_gateway(infra, provider) as (url, settings):
-                yield Stack(infra, url, emulator, spans, settings, emulator_url)
+                yield Stack(infra, url, emulator, spans, settings, emulator_url, services, provider)
         finally:
             for service in reversed(services):
                 await service.stop()
@@ -121,10 +139,13 @@ async def run_stack(infra: Infra) -> AsyncIterator[Stack]:
 
 @contextlib.asynccontextmanager
 async def run_gateway(
-    infra: Infra, tracer_provider: TracerProvider
+    infra: Infra, tracer_provider: TracerProvider, port: int | None = None
 ) -> AsyncIterator[tuple[str, GatewaySettings]]:
-    """A gateway process's app served by uvicorn on a free port: (base URL, its settings)."""
-    port = free_port()
+    """A gateway process's app served by uvicorn on `port` (default: a free one).
+
+    Yields (base URL, its settings). A fixed port lets a test restart "the same" gateway.
+    """
+    port = port or free_port()
     settings = GatewaySettings(
         nats_url=infra.nats_url,
         database_url=infra.database_url,
