@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from .chat import ChatOptions, dev_token, run_chat
 from .dev import DevOptions, Provider, run_dev
 from .keys import create_key, list_keys, revoke_key
 from .output import print_json, print_table
@@ -131,6 +132,42 @@ def tail(
     url = _nats_url(nats_url)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a tail ends
         asyncio.run(tail_events(url, subject, sys.stdout, from_start=from_start, limit=limit))
+
+
+@app.command()
+def chat(
+    url: Annotated[
+        str, typer.Option("--url", envvar="CHATBUS_GATEWAY_URL", help="The gateway's base URL.")
+    ] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="CHATBUS_TOKEN",
+            help="A JWT or API key. Default: a dev token for --user, as `chatbus token` mints.",
+            show_default=False,
+        ),
+    ] = None,
+    user: Annotated[
+        str, typer.Option("--user", envvar="USER", help="Whom the dev token is for.")
+    ] = "dev",
+    conversation: Annotated[
+        str | None,
+        typer.Option("--conversation", help="Continue this conversation (its id or a prefix)."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="The model of every turn (a /v1/models id).")
+    ] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Chat in the terminal: each line is a question, the answer streams back; /help for more."""
+    try:
+        bearer = token or dev_token(user, data_dir)
+    except MissingSecretError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    options = ChatOptions(url=url, token=bearer, conversation=conversation, model=model)
+    raise typer.Exit(asyncio.run(run_chat(options)))
 
 
 keys_app = typer.Typer(help="Create, list and revoke API keys (cb-…).", no_args_is_help=True)
