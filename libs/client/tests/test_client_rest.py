@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -47,15 +48,36 @@ async def test_a_body_that_is_no_error_object_still_raises_with_the_status() -> 
     )
 
 
+SUMMARY = {
+    "user_id": "alice",
+    "start": "2025-06-01T00:00:00Z",
+    "end": "2025-07-01T00:00:00Z",
+    "group_by": "model",
+    "totals": {
+        "calls": 1,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "total_tokens": 15,
+        "cost_usd": "0.000423",
+        "unpriced_calls": 0,
+        "estimated_calls": 0,
+    },
+    "groups": [],
+}
+
+
 async def test_usage_sends_from_to_group_by_and_the_token() -> None:
     seen: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"groups": []})
+        return httpx.Response(200, json=SUMMARY)
 
     async with _client(httpx.MockTransport(answer)) as client:
-        assert await client.usage(from_=date(2025, 6, 1), group_by="model") == {"groups": []}
+        summary = await client.usage(from_=date(2025, 6, 1), group_by="model")
+    assert summary.totals.cost_usd == Decimal("0.000423") and summary.groups == []
     (request,) = seen
     assert request.url.path == "/v1/usage"
     assert dict(request.url.params) == {"from": "2025-06-01", "group_by": "model"}

@@ -17,6 +17,7 @@ from chatbus_contracts.queries import (
     ModelInfo,
     ModelList,
 )
+from chatbus_contracts.usage import UsageSummary
 
 from ._errors import CONNECTION_FAILED, ChatbusError
 
@@ -230,8 +231,7 @@ class RestClient:
         from_: date | datetime | str | None = None,
         to: date | datetime | str | None = None,
         group_by: str | None = None,
-    ) -> dict[str, Any]:
-        """`GET /v1/usage?from=&to=&group_by=`: the caller's usage, as the parsed JSON."""
+    ) -> UsageSummary:
+        """`GET /v1/usage?from=&to=&group_by=`: the caller's calls, tokens and cost."""
         params = {"from": _when(from_), "to": _when(to), "group_by": group_by}
-        data: dict[str, Any] = await self._call("GET", "/v1/usage", params=params)
-        return data
+        return UsageSummary.model_validate(await self._call("GET", "/v1/usage", params=params))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from chatbus_client import ChatbusError
 
 from .chat import ChatOptions, dev_token, run_chat
 from .dev import DevOptions, Provider, run_dev
@@ -24,6 +25,7 @@ from .settings import (
 )
 from .tail import event_subject_matches, tail_events
 from .tokens import MissingSecretError, mint_token, read_secret
+from .usage import fetch_usage, print_usage
 
 app = typer.Typer(
     name="chatbus",
@@ -168,6 +170,46 @@ def chat(
         raise typer.Exit(1) from None
     options = ChatOptions(url=url, token=bearer, conversation=conversation, model=model)
     raise typer.Exit(asyncio.run(run_chat(options)))
+
+
+@app.command()
+def usage(
+    url: Annotated[
+        str, typer.Option("--url", envvar="CHATBUS_GATEWAY_URL", help="The gateway's base URL.")
+    ] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="CHATBUS_TOKEN",
+            help="A JWT or API key. Default: a dev token for --user.",
+            show_default=False,
+        ),
+    ] = None,
+    user: Annotated[
+        str, typer.Option("--user", envvar="USER", help="Whom the dev token is for.")
+    ] = "dev",
+    start: Annotated[
+        str | None,
+        typer.Option("--from", help="ISO date or datetime (default: this month's first day)."),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="ISO date or datetime (default: now).")
+    ] = None,
+    group_by: Annotated[
+        str | None, typer.Option("--group-by", help="day, model or conversation.")
+    ] = None,
+    as_json: JsonOutput = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Your calls, tokens and cost (GET /v1/usage), as a table or --json."""
+    try:
+        bearer = token or dev_token(user, data_dir)
+        summary = asyncio.run(fetch_usage(url, bearer, start=start, end=end, group_by=group_by))
+    except (MissingSecretError, ChatbusError) as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    print_usage(summary, as_json=as_json)
 
 
 keys_app = typer.Typer(help="Create, list and revoke API keys (cb-…).", no_args_is_help=True)
