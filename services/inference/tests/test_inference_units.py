@@ -3,13 +3,20 @@ from __future__ import annotations
 from decimal import Decimal
 from uuid import uuid4
 
+import pytest
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import ChatSettings, TokenUsage, utc_now
 from chatbus_contracts.queries import MessageView
 from chatbus_inference.plan import TurnPlan, effective_settings, history_query
-from chatbus_inference.pricing import price_call
+from chatbus_inference.pricing import (
+    OVERRIDE_SOURCE,
+    ModelPrice,
+    install_price_overrides,
+    price_call,
+)
 from chatbus_inference.providers.base import CompletionRequest, Finished, PromptMessage, TextDelta
 from chatbus_inference.providers.demo import DemoProvider
+from chatbus_inference.settings import InferenceSettings
 from genai_prices import Usage, calc_price
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
@@ -137,3 +144,30 @@ async def test_demo_provider_says_it_is_a_demo_and_respects_max_tokens() -> None
     events = [event async for event in provider.stream(short)]
     assert len(events) == 4 and isinstance(events[-1], Finished)
     assert events[-1].finish_reason == "length"
+
+
+def test_an_operator_override_prices_a_model_exactly_and_wins_over_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    overrides = {
+        "llama3.1": ModelPrice(input_per_mtok=Decimal("0.1"), output_per_mtok=Decimal("0.2")),
+        "gpt-4o-mini": ModelPrice(
+            input_per_mtok=Decimal("1"),
+            output_per_mtok=Decimal("2"),
+            cache_read_per_mtok=Decimal("0.5"),
+        ),
+    }
+    usage = TokenUsage(prompt_tokens=1000, completion_tokens=500, cached_tokens=400)
+    install_price_overrides(overrides)
+    try:
+        assert price_call(usage, "llama3.1", "openai") == (Decimal("0.0002"), OVERRIDE_SOURCE)
+        # 600 uncached at $1, 400 cached at $0.5, 500 out at $2 per million.
+        assert price_call(usage, "gpt-4o-mini", "openai")[0] == Decimal("0.0018")
+    finally:
+        install_price_overrides({})
+    assert price_call(usage, "llama3.1", "openai") == (None, None)
+    assert price_call(usage, "gpt-4o-mini", "openai")[1] != OVERRIDE_SOURCE
+    overrides_json = '{"m": {"input_per_mtok": "3", "output_per_mtok": "15"}}'
+    monkeypatch.setenv("CHATBUS_PRICE_OVERRIDES", overrides_json)
+    settings = InferenceSettings()
+    assert settings.price_overrides["m"].output_per_mtok == Decimal(15)

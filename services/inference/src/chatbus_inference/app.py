@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from .budgets import BudgetBook
 from .catalogue import load_catalogue
+from .pricing import install_price_overrides
 from .providers.registry import configured_providers
 from .routing import ProviderRouter
 from .settings import InferenceSettings
@@ -29,6 +30,7 @@ class InferenceService:
 
     def __init__(self, settings: InferenceSettings, tracer_provider: TracerProvider) -> None:
         self.settings = settings
+        install_price_overrides(settings.price_overrides)
         self.broker: NatsBroker = create_broker(
             settings, service_name="inference", tracer_provider=tracer_provider
         )

@@ -1,4 +1,9 @@
-"""Cost of a call from the genai-prices table (never a hand-written price)."""
+"""Cost of a call: the operator's override for the model, else the genai-prices table.
+
+chatbus itself never writes a price down. Operators may price a model the table lacks
+(a self-hosted one) or one they pay differently for, with `CHATBUS_PRICE_OVERRIDES`
+(USD per million tokens); the service installs them once at start-up.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import genai_prices
 from chatbus_contracts.common import TokenUsage
 from genai_prices import Usage, calc_price
 from opentelemetry import metrics
+from pydantic import BaseModel, ConfigDict, Field
 
 logger = logging.getLogger(__name__)
 PRICE_SOURCE = f"genai-prices {genai_prices.__version__}"
@@ -20,6 +26,40 @@ _unpriced_calls = metrics.get_meter("chatbus.inference").create_counter(
 )
 
 
+class ModelPrice(BaseModel):
+    """An operator's price for one model, in USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_mtok: Decimal = Field(ge=0)
+    output_per_mtok: Decimal = Field(ge=0)
+    cache_read_per_mtok: Decimal | None = Field(default=None, ge=0, description="Default: input.")
+    cache_write_per_mtok: Decimal | None = Field(default=None, ge=0, description="Default: input.")
+
+    def cost(self, usage: TokenUsage) -> Decimal:
+        """Uncached prompt, cache reads, cache writes and completion, each at its price."""
+        read, write = self.cache_read_per_mtok, self.cache_write_per_mtok
+        uncached = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+        total = (
+            max(uncached, 0) * self.input_per_mtok
+            + usage.cached_tokens * (self.input_per_mtok if read is None else read)
+            + usage.cache_write_tokens * (self.input_per_mtok if write is None else write)
+            + usage.completion_tokens * self.output_per_mtok
+        )
+        return total / _MILLION
+
+
+_MILLION = Decimal(1_000_000)
+OVERRIDE_SOURCE = "operator override (CHATBUS_PRICE_OVERRIDES)"
+_overrides: dict[str, ModelPrice] = {}
+
+
+def install_price_overrides(overrides: dict[str, ModelPrice]) -> None:
+    """Price these models (by the name the provider is called with) instead of the table."""
+    _overrides.clear()
+    _overrides.update(overrides)
+
+
 def price_call(usage: TokenUsage, model: str, provider: str) -> tuple[Decimal | None, str | None]:
     """(cost in USD, price source); (None, None) when the table does not know the model.
 
@@ -28,6 +68,9 @@ def price_call(usage: TokenUsage, model: str, provider: str) -> tuple[Decimal | 
     """
     if provider == "demo":
         return Decimal(0), "demo provider (free)"
+    override = _overrides.get(model)
+    if override is not None:
+        return override.cost(usage), OVERRIDE_SOURCE
     try:
         calculation = calc_price(
             Usage(

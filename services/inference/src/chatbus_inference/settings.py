@@ -8,6 +8,7 @@ from pathlib import Path
 from chatbus_runtime.settings import ServiceSettings
 from pydantic import AliasChoices, Field, SecretStr
 
+from .pricing import ModelPrice
 from .resilience import RetryPolicy, StreamTimeouts
 
 
@@ -37,6 +38,11 @@ class InferenceSettings(ServiceSettings):
     first_token_timeout_seconds: float = Field(default=60.0, gt=0)
     idle_timeout_seconds: float = Field(default=60.0, gt=0)
     total_timeout_seconds: float = Field(default=600.0, gt=0)
+    price_overrides: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description='USD per million tokens by upstream model name, e.g. {"llama3.1": '
+        '{"input_per_mtok": "0.1", "output_per_mtok": "0.2"}}; wins over genai-prices.',
+    )
     budgets: dict[str, Decimal] = Field(
         default_factory=dict,
         description='Monthly USD budget per role, e.g. {"user": "20"}; a role without one '
