@@ -11,7 +11,11 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from .logs import setup_logging
 from .settings import ServiceSettings
-from .telemetry import create_tracer_provider, install_global_tracer_provider
+from .telemetry import (
+    create_tracer_provider,
+    install_global_meter_provider,
+    install_global_tracer_provider,
+)
 
 
 class Service(Protocol):
@@ -47,6 +51,7 @@ def run_service(
     setup_logging(settings.log_level, settings.log_format)
     provider = create_tracer_provider(name, settings)
     install_global_tracer_provider(provider)
+    install_global_meter_provider(name, settings)
     try:
         asyncio.run(serve_until_signal(factory(settings, provider)))
     finally:

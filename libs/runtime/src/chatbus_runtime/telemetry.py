@@ -1,8 +1,14 @@
-"""OpenTelemetry set-up: one tracer provider per process, exporter chosen by settings."""
+"""OpenTelemetry set-up: one tracer and one meter provider per process, exporter by settings."""
 
 from __future__ import annotations
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -31,3 +37,19 @@ def create_tracer_provider(service_name: str, settings: ServiceSettings) -> Trac
 def install_global_tracer_provider(provider: TracerProvider) -> None:
     """Make `provider` the process-wide default (entry points do this; tests do not)."""
     trace.set_tracer_provider(provider)
+
+
+def install_global_meter_provider(service_name: str, settings: ServiceSettings) -> None:
+    """Export metrics (e.g. `chatbus.unpriced_calls`) like spans; nothing with "none"."""
+    readers: list[MetricReader] = []
+    if settings.telemetry_exporter == "console":
+        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+    elif settings.telemetry_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        endpoint = settings.otlp_endpoint
+        if endpoint and endpoint.endswith("/v1/traces"):
+            endpoint = endpoint.removesuffix("/v1/traces") + "/v1/metrics"
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint)))
+    resource = Resource.create({SERVICE_NAME: service_name})
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
