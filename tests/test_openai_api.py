@@ -100,9 +100,9 @@ async def test_errors_come_in_the_openai_shape(stack: Stack) -> None:
         await client.chat.completions.create(
             model=MODEL,
             messages=[{"role": "user", "content": "x"}],
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            n=2,
         )
-    assert isinstance(refused.value.body, dict) and refused.value.body["param"] == "tools"
+    assert isinstance(refused.value.body, dict) and refused.value.body["param"] == "n"
     with pytest.raises(openai.NotFoundError):
         await client.chat.completions.create(
             model=MODEL,

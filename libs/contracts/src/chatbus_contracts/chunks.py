@@ -12,6 +12,7 @@ from uuid import UUID
 
 from pydantic import Field, TypeAdapter
 
+from .commands import ToolCall
 from .common import FinishReason, Model, TokenUsage
 
 
@@ -37,6 +38,9 @@ class EndChunk(Model):
     model: str
     provider: str
     latency_ms: int
+    tool_calls: list[ToolCall] | None = Field(
+        default=None, description="The function calls asked for (finish_reason `tool_calls`)."
+    )
 
 
 class ErrorChunk(Model):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -11,11 +11,46 @@ from pydantic import Field
 from .common import Model, utc_now
 
 
-class PriorMessage(Model):
-    """A message of a stateless turn's prompt that is not stored (OpenAI-compatible API)."""
+class FunctionCall(Model):
+    """The function a tool call invokes; `arguments` is JSON text, as the model wrote it."""
 
-    role: Literal["user", "assistant"]
+    name: str
+    arguments: str
+
+
+class ToolCall(Model):
+    """One function call the assistant asked for (OpenAI's `tool_calls` item)."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class PriorMessage(Model):
+    """A message of a stateless turn's prompt that is not stored (OpenAI-compatible API).
+
+    An assistant message may carry `tool_calls` (its `content` then often empty); a
+    `tool` message is the result of the call named by `tool_call_id`.
+    """
+
+    role: Literal["user", "assistant", "tool"]
     content: str
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+
+class ToolUse(Model):
+    """Function calling of a stateless turn (OpenAI-compatible API; openai provider only).
+
+    The prompt is `prior_messages`, the user message `content`, then `after_content`:
+    the assistant's tool calls and their results when the request ends with them.
+    """
+
+    tools: list[dict[str, Any]] | None = Field(
+        default=None, description="Function tool definitions, passed upstream as they came."
+    )
+    tool_choice: str | dict[str, Any] | None = None
+    after_content: list[PriorMessage] = Field(default_factory=list)
 
 
 class GenerateReply(Model):
@@ -48,6 +83,9 @@ class GenerateReply(Model):
     prior_messages: list[PriorMessage] | None = Field(
         default=None,
         description="A stateless turn's earlier messages, used instead of stored history.",
+    )
+    tool_use: ToolUse | None = Field(
+        default=None, description="A stateless turn's tools and tool messages, if any."
     )
     model: str | None = None
     provider: str | None = None

@@ -6,6 +6,11 @@ stateless: the request's messages are the prompt and the call is stored as a new
 conversation of its own. With it, the last user message continues that conversation
 and the stored history is the prompt. `Idempotency-Key` makes a retry replay the same
 answer instead of starting another generation.
+
+Function calling passes through on stateless calls: `tools`, `tool_choice`, assistant
+`tool_calls` and `tool` results go to the provider as they came (the openai provider
+only; the turn fails with `invalid_request` for the others), and the answer's tool calls
+come back whole, as one streamed delta before `finish_reason: "tool_calls"`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, ReplyChunk
-from chatbus_contracts.commands import PriorMessage
+from chatbus_contracts.commands import PriorMessage, ToolCall, ToolUse
 from chatbus_contracts.common import format_usd
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.ws import ChatSend
@@ -51,12 +56,19 @@ _FINISH = {"stopped": "stop", "error": "stop"}
 
 
 class InputMessage(BaseModel):
-    """One message of the request; text parts only."""
+    """One message of the request: text parts, and an assistant's tool calls or a tool result."""
 
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    @property
+    def uses_tools(self) -> bool:
+        """Whether the message is part of function calling."""
+        return bool(self.tool_calls) or self.role == "tool"
 
     def text(self) -> str:
         """The message's text; `BadRequest` for a non-text part."""
@@ -65,6 +77,33 @@ class InputMessage(BaseModel):
                 raise BadRequest("only text content parts are supported", "messages")
             return "".join(str(part.get("text", "")) for part in self.content)
         return self.content or ""
+
+    def prior(self) -> PriorMessage:
+        """The message as part of a stateless prompt; `BadRequest` for a malformed tool part."""
+        if self.role == "tool" and not self.tool_call_id:
+            raise BadRequest("a tool message needs its tool_call_id", "messages")
+        calls = [_tool_call(call) for call in self.tool_calls] if self.tool_calls else None
+        message = {
+            "role": self.role,
+            "content": self.text(),
+            "tool_calls": calls,
+            "tool_call_id": self.tool_call_id if self.role == "tool" else None,
+        }
+        try:
+            return PriorMessage.model_validate(message)
+        except ValidationError as error:
+            raise BadRequest(f"messages: {error.errors()[0]['msg']}", "messages") from error
+
+
+def _tool_call(raw: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a tool call that go upstream (a client may send more, e.g. `index`)."""
+    function = raw.get("function")
+    function = function if isinstance(function, dict) else {}
+    return {
+        "id": raw.get("id"),
+        "type": raw.get("type", "function"),
+        "function": {"name": function.get("name"), "arguments": function.get("arguments")},
+    }
 
 
 class ChatCompletionRequest(BaseModel):
@@ -80,7 +119,8 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=None, ge=1)
-    tools: list[Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
     conversation_id: UUID | None = Field(
         default=None, description="chatbus extension: continue this stored conversation."
     )
@@ -100,23 +140,27 @@ class BadRequest(ApiError):
 
 def _as_send(
     body: ChatCompletionRequest, idempotency_key: str | None
-) -> tuple[ChatSend, list[PriorMessage] | None]:
-    """The turn of a request, and its stateless prompt (None: use the stored history)."""
+) -> tuple[ChatSend, list[PriorMessage] | None, ToolUse | None]:
+    """The turn of a request, its stateless prompt (None: use the stored history), its tools.
+
+    The last user message is the turn's (stored) user message; a request that ends with
+    tool results carries the messages after it in `ToolUse.after_content`.
+    """
     if body.n not in (None, 1):
         raise BadRequest("n must be 1", "n")
-    if body.tools:
-        raise BadRequest("tools are not supported by chatbus yet", "tools")
     system = "\n\n".join(m.text() for m in body.messages if m.role in ("system", "developer"))
     talk = [m for m in body.messages if m.role not in ("system", "developer")]
-    if any(m.role == "tool" for m in talk):
-        raise BadRequest("tool messages are not supported by chatbus yet", "messages")
-    if not talk or talk[-1].role != "user":
-        raise BadRequest("the last message must be a user message", "messages")
+    if not talk or talk[-1].role not in ("user", "tool"):
+        raise BadRequest("the last message must be a user or tool message", "messages")
+    users = [index for index, m in enumerate(talk) if m.role == "user"]
+    if not users:
+        raise BadRequest("the messages need a user message", "messages")
+    question = users[-1]
     try:
         send = ChatSend(
             id=idempotency_key or f"openai-{uuid4().hex}",
             conversation_id=body.conversation_id,
-            content=talk[-1].text(),
+            content=talk[question].text(),
             model=body.model,
             system=system or None,
             temperature=body.temperature,
@@ -125,9 +169,22 @@ def _as_send(
     except ValidationError as error:
         raise BadRequest(str(error.errors()[0]["msg"]), "messages") from error
     if body.conversation_id is not None:
-        return send, None
-    prior = [PriorMessage.model_validate({"role": m.role, "content": m.text()}) for m in talk[:-1]]
-    return send, prior
+        if body.tools or body.tool_choice is not None or talk[-1].role == "tool":
+            raise BadRequest(
+                "tools and tool messages need a stateless request (no conversation_id)", "tools"
+            )
+        return send, None, None
+    return send, [m.prior() for m in talk[:question]], _tool_use(body, talk, question)
+
+
+def _tool_use(
+    body: ChatCompletionRequest, talk: list[InputMessage], question: int
+) -> ToolUse | None:
+    """The request's tools, and the tool calls and results after the question; None if none."""
+    if not body.tools and body.tool_choice is None and not any(m.uses_tools for m in talk):
+        return None
+    after = [m.prior() for m in talk[question + 1 :]]
+    return ToolUse(tools=body.tools or None, tool_choice=body.tool_choice, after_content=after)
 
 
 def _refusal(code: str, message: str, *, retry_after_ms: int | None = None) -> ApiError:
@@ -145,9 +202,9 @@ async def chat_completions(
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> JSONResponse | StreamingResponse:
     """Create a chat completion, streamed (SSE) or whole; stored and billed like any turn."""
-    send, prior = _as_send(body, idempotency_key)
+    send, prior, tool_use = _as_send(body, idempotency_key)
     try:
-        turn = await state.acceptor.accept(identity, send, prior_messages=prior)
+        turn = await state.acceptor.accept(identity, send, prior_messages=prior, tool_use=tool_use)
     except TurnRefused as refused:
         raise _refusal(
             refused.code, refused.message, retry_after_ms=refused.retry_after_ms
@@ -201,6 +258,19 @@ def _chatbus(turn: AcceptedTurn, end: EndChunk) -> dict[str, Any]:
     }
 
 
+def _message(text: str, end: EndChunk) -> dict[str, Any]:
+    """The answer: its text, and its tool calls (then `content` is null without text)."""
+    if not end.tool_calls:
+        return {"role": "assistant", "content": text}
+    calls = [call.model_dump() for call in end.tool_calls]
+    return {"role": "assistant", "content": text or None, "tool_calls": calls}
+
+
+def _tool_calls_delta(calls: list[ToolCall]) -> dict[str, Any]:
+    """All tool calls of the answer as one delta (clients join deltas by `index`)."""
+    return {"tool_calls": [{"index": i, **call.model_dump()} for i, call in enumerate(calls)]}
+
+
 async def _whole(
     turn: AcceptedTurn, chunks: AsyncIterator[ReplyChunk], model: str
 ) -> dict[str, Any]:
@@ -215,7 +285,7 @@ async def _whole(
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": "".join(parts)},
+                        "message": _message("".join(parts), chunk),
                         "finish_reason": _FINISH.get(chunk.finish_reason, chunk.finish_reason),
                     }
                 ],
@@ -248,6 +318,10 @@ async def _sse(
                 yield _event(envelope | {"choices": [choice]})
             elif isinstance(chunk, EndChunk):
                 envelope["model"] = chunk.model
+                if chunk.tool_calls:
+                    delta = _tool_calls_delta(chunk.tool_calls)
+                    choice = {"index": 0, "delta": delta, "finish_reason": None}
+                    yield _event(envelope | {"choices": [choice]})
                 finish = _FINISH.get(chunk.finish_reason, chunk.finish_reason)
                 choice = {"index": 0, "delta": {}, "finish_reason": finish}
                 yield _event(envelope | {"choices": [choice], "chatbus": _chatbus(turn, chunk)})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from chatbus_contracts import subjects
-from chatbus_contracts.commands import GenerateReply, PriorMessage, TurnRecord
+from chatbus_contracts.commands import GenerateReply, PriorMessage, ToolUse, TurnRecord
 from chatbus_contracts.common import derived_id
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.streams import CHAT_REQUESTS
@@ -93,11 +93,13 @@ class TurnAcceptor:
         send: ChatSend | ChatRegenerate,
         *,
         prior_messages: list[PriorMessage] | None = None,
+        tool_use: ToolUse | None = None,
     ) -> AcceptedTurn:
         """Publish the turn and wait for the PubAck; the queue then receives its chunks.
 
         `prior_messages` makes a stateless turn (OpenAI-compatible API): its prompt is
-        them plus `content`, not the stored history.
+        them plus `content`, not the stored history. `tool_use` adds its tools and tool
+        messages.
         """
         user_id = identity.user_id
         content = send.content if isinstance(send, ChatSend) else ""
@@ -122,7 +124,9 @@ class TurnAcceptor:
                 raise TurnRefused(ErrorCode.CONVERSATION_NOT_FOUND, "conversation not found")
         command = self._command(identity, request_id, send)
         if prior_messages is not None:
-            command = command.model_copy(update={"prior_messages": prior_messages})
+            command = command.model_copy(
+                update={"prior_messages": prior_messages, "tool_use": tool_use}
+            )
         # Listen before publishing, so not even the first chunk can be missed.
         queue = self._router.open(request_id)
         if await self._records.get(request_id) is not None:

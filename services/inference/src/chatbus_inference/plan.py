@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from chatbus_contracts import subjects
-from chatbus_contracts.commands import GenerateReply
+from chatbus_contracts.commands import GenerateReply, PriorMessage
 from chatbus_contracts.common import ChatSettings
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.queries import GetHistory, HistoryReply, MessageView
@@ -38,16 +38,22 @@ class TurnPlan:
     user_parent_id: UUID | None
     assistant_parent_id: UUID
     wants_title: bool = False
+    after_content: tuple[PromptMessage, ...] = ()
+    """A stateless turn's tool calls and results after the new user message."""
 
     @property
     def prompt(self) -> list[PromptMessage]:
-        """System prompt, then the branch (ending with the question for a regenerate)."""
+        """System prompt, then the branch (ending with the question for a regenerate).
+
+        A stateless turn that answers tool results ends with them, after the question.
+        """
         messages: list[PromptMessage] = []
         if self.settings.system_prompt:
             messages.append(PromptMessage("system", self.settings.system_prompt))
         messages.extend(m for m in self.history if m.role != "system")
         if self.new_content is not None:
             messages.append(PromptMessage("user", self.new_content))
+        messages.extend(self.after_content)
         return messages
 
 
@@ -97,7 +103,8 @@ async def plan_turn(broker: NatsBroker, request: GenerateReply, timeout_seconds:
     if not request.regenerate:
         prompt = _prompt_of(history)
         if request.prior_messages is not None:  # stateless: the caller sent the prompt
-            prompt = [PromptMessage(m.role, m.content) for m in request.prior_messages]
+            prompt = [prompt_message(m) for m in request.prior_messages]
+        after = request.tool_use.after_content if request.tool_use else []
         return TurnPlan(
             history=prompt,
             new_content=request.content,
@@ -106,6 +113,7 @@ async def plan_turn(broker: NatsBroker, request: GenerateReply, timeout_seconds:
             user_parent_id=history[-1].id if history else None,
             assistant_parent_id=request.user_message_id,
             wants_title=reply.untitled and not history,
+            after_content=tuple(prompt_message(m) for m in after),
         )
     if history and history[-1].role == "assistant":
         history.pop()
@@ -129,6 +137,16 @@ def _check_anchor(request: GenerateReply, history: list[MessageView]) -> None:
         raise ProviderError(
             ErrorCode.INVALID_REQUEST, "parent_message_id must name an assistant message"
         )
+
+
+def prompt_message(message: PriorMessage) -> PromptMessage:
+    """A message of a stateless prompt, with its tool calls or tool call id."""
+    return PromptMessage(
+        message.role,
+        message.content,
+        tool_calls=tuple(message.tool_calls or ()),
+        tool_call_id=message.tool_call_id,
+    )
 
 
 def _prompt_of(history: list[MessageView]) -> list[PromptMessage]:

@@ -18,7 +18,10 @@ def estimate_tokens(text: str) -> int:
 def trim_to_window(
     messages: list[PromptMessage], context_window: int, reserved_for_output: int
 ) -> list[PromptMessage]:
-    """Keep the system prompt and the newest messages that fit; the last one always stays."""
+    """Keep the system prompt and the newest messages that fit; the last one always stays.
+
+    The kept messages never start with a `tool` result cut off from its tool call.
+    """
     budget = context_window - reserved_for_output
     system = [m for m in messages if m.role == "system"]
     budget -= sum(estimate_tokens(m.content) for m in system)
@@ -29,4 +32,8 @@ def trim_to_window(
             break
         kept.append(message)
         budget -= cost
-    return system + kept[::-1]
+    kept.reverse()
+    # A tool result whose assistant tool call was trimmed away is refused upstream.
+    while len(kept) > 1 and kept[0].role == "tool":
+        kept.pop(0)
+    return system + kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.queries import ModelList
 
 from .catalogue import Catalogue
@@ -11,6 +12,7 @@ from .providers.base import ChatProvider, ProviderError
 
 # Preferred default model per configured provider, in this order.
 _DEFAULTS = (("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku"), ("gemini", "gemini-flash"))
+TOOLS_UNSUPPORTED = "tools are supported for the openai provider only"
 
 
 @dataclass(frozen=True)
@@ -72,3 +74,14 @@ class ProviderRouter:
         return ModelList(
             models=self._catalogue.listing(set(self._providers)), default_model=self.default_model
         )
+
+
+def tool_routes(routes: list[Route]) -> list[Route]:
+    """The routes of a turn with tools: never one whose provider would drop them.
+
+    The named model's provider must take tools (else `invalid_request`, not retried);
+    fallbacks to providers that don't are skipped.
+    """
+    if not routes[0].provider.supports_tools:
+        raise ProviderError(ErrorCode.INVALID_REQUEST, TOOLS_UNSUPPORTED)
+    return [route for route in routes if route.provider.supports_tools]

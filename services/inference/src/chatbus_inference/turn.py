@@ -5,6 +5,7 @@
       user message.created (+ conversation.created for a new conversation;
                             none for a regenerate)
       for route in [model, *fallbacks]:            a retryable failure before any token
+          (with tools: only routes whose provider takes them, else invalid_request)
           reserve the worst-case cost (budgets.py)   or fail with budget_exceeded
           stream_with_retries(route) → delta chunks   moves on to the next route
       ├── finished → assistant message.created, usage.recorded, end chunk
@@ -49,7 +50,7 @@ from .providers.base import (
     TextDelta,
 )
 from .resilience import RetryPolicy, StreamTimeouts, stream_with_retries
-from .routing import ProviderRouter, Route
+from .routing import ProviderRouter, Route, tool_routes
 from .titles import TitleWriter
 
 logger = logging.getLogger(__name__)
@@ -181,6 +182,9 @@ class TurnRunner:
         settings = plan.settings
         routes = self._router.routes(settings.model, settings.provider)
         prompt = plan.prompt
+        tool_use = request.tool_use
+        if tool_use is not None or any(m.uses_tools for m in prompt):
+            routes = tool_routes(routes)
         for index, route in enumerate(routes):
             progress.route = route
             max_tokens = settings.max_tokens or route.max_output_tokens
@@ -192,6 +196,8 @@ class TurnRunner:
                 messages=progress.prompt,
                 temperature=settings.temperature,
                 max_tokens=settings.max_tokens,
+                tools=tool_use.tools if tool_use else None,
+                tool_choice=tool_use.tool_choice if tool_use else None,
             )
             events = stream_with_retries(
                 route.provider, completion, self._retry_policy, self._timeouts
@@ -291,6 +297,7 @@ class TurnRunner:
             model=finished.model,
             provider=route.provider.name,
             latency_ms=latency_ms,
+            tool_calls=list(finished.tool_calls) or None,
         )
         await self._broker.publish(end, request.reply_subject)
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chatbus_emulator.choreography import StreamFrames
-from chatbus_emulator.plan import ResponsePlan
+from chatbus_emulator.plan import PlannedToolCall, ResponsePlan
 from chatbus_emulator.prompt import Prompt, openai_prompt
 from chatbus_emulator.wire import ResponseIds, dumps, optional_positive_int
 
@@ -43,6 +43,101 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
 
 def _sse(payload: Any) -> bytes:
     return b"data: " + dumps(payload) + b"\n\n"
+
+
+def _tools_problem(body: Mapping[str, Any]) -> str | None:
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        return "Invalid type for 'tools': expected an array."
+    for index, tool in enumerate(tools or []):
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            return f"Invalid value for 'tools[{index}]': expected a function tool with a name."
+    if body.get("tool_choice") is not None and not tools:
+        return (
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
+            "are specified."
+        )
+    return None
+
+
+def _unanswered(call_ids: list[str]) -> str:
+    return (
+        "An assistant message with 'tool_calls' must be followed by tool messages responding "
+        "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+        + ", ".join(call_ids)
+    )
+
+
+def _tool_messages_problem(messages: list[Any]) -> str | None:
+    """Each tool result answers a call of the assistant message just before; each call gets one."""
+    waiting: list[str] = []
+    for message in messages:
+        if not isinstance(message, Mapping):
+            continue
+        if message.get("role") == "tool":
+            if message.get("tool_call_id") not in waiting:
+                # (sic: the API's own spelling)
+                return (
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceeding message with 'tool_calls'."
+                )
+            waiting.remove(message["tool_call_id"])
+            continue
+        if waiting:
+            return _unanswered(waiting)
+        if message.get("role") == "assistant":
+            calls = message.get("tool_calls") or []
+            waiting = [str(call.get("id")) for call in calls if isinstance(call, Mapping)]
+    return _unanswered(waiting) if waiting else None
+
+
+def _call_id(call: PlannedToolCall, index: int, ids: ResponseIds) -> str:
+    return call.id or f"call_{ids.response_id.removeprefix('chatcmpl-')}_{index}"
+
+
+def _finish_reason(plan: ResponsePlan) -> str:
+    if plan.tool_calls:
+        return "tool_calls"
+    return "length" if plan.truncated else "stop"
+
+
+def _message(plan: ResponsePlan, ids: ResponseIds) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": plan.text or (None if plan.tool_calls else ""),
+        "refusal": None,
+        "annotations": [],
+    }
+    if plan.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": _call_id(call, index, ids),
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for index, call in enumerate(plan.tool_calls)
+        ]
+    return message
+
+
+def _tool_call_deltas(plan: ResponsePlan, ids: ResponseIds) -> list[dict[str, Any]]:
+    """One ``delta.tool_calls`` item per argument piece; the first of a call names it."""
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(plan.tool_calls):
+        for piece_index, piece in enumerate(call.argument_tokens):
+            if piece_index == 0:
+                deltas.append(
+                    {
+                        "index": index,
+                        "id": _call_id(call, index, ids),
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": piece},
+                    }
+                )
+            else:
+                deltas.append({"index": index, "function": {"arguments": piece}})
+    return deltas
 
 
 def usage(plan: ResponsePlan) -> dict[str, Any]:
@@ -87,7 +182,7 @@ class OpenAIWire:
         )
 
     def invalid_request(self, body: Any) -> str | None:
-        """Reject what the real API would reject for a plain text chat request."""
+        """Reject what the real API would reject for a text chat request with tools."""
         if not isinstance(body, Mapping):
             return "We could not parse the JSON body of your request."
         if not isinstance(body.get("model"), str) or not body["model"]:
@@ -97,8 +192,11 @@ class OpenAIWire:
             return "Missing required parameter: 'messages'."
         if "stream" in body and not isinstance(body["stream"], bool | None):
             return "stream: must be a boolean"
-        return optional_positive_int(body, "max_tokens") or optional_positive_int(
-            body, "max_completion_tokens"
+        return (
+            optional_positive_int(body, "max_tokens")
+            or optional_positive_int(body, "max_completion_tokens")
+            or _tools_problem(body)
+            or _tool_messages_problem(messages)
         )
 
     def prompt(self, body: Mapping[str, Any]) -> Prompt:
@@ -135,14 +233,9 @@ class OpenAIWire:
             "choices": [
                 {
                     "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": plan.text,
-                        "refusal": None,
-                        "annotations": [],
-                    },
+                    "message": _message(plan, ids),
                     "logprobs": None,
-                    "finish_reason": "length" if plan.truncated else "stop",
+                    "finish_reason": _finish_reason(plan),
                 }
             ],
             "usage": usage(plan),
@@ -176,7 +269,7 @@ class OpenAIWire:
         def choice(delta: dict[str, Any], finish_reason: str | None = None) -> list[Any]:
             return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
 
-        epilogue = [chunk(choice({}, "length" if plan.truncated else "stop"))]
+        epilogue = [chunk(choice({}, _finish_reason(plan)))]
         if include_usage:
             epilogue.append(chunk([], usage=usage(plan)))
         epilogue.append(b"data: [DONE]\n\n")
@@ -184,9 +277,11 @@ class OpenAIWire:
             b'data: {"id":"' + ids.response_id.encode() + b'","object":"chat.completion.chunk",'
             b'"choices":[{"index":0,"delta":{"content":\n\n'
         )
+        content = "" if plan.tokens or not plan.tool_calls else None
+        tool_calls = [chunk(choice({"tool_calls": [d]})) for d in _tool_call_deltas(plan, ids)]
         return StreamFrames(
-            prologue=[chunk(choice({"role": "assistant", "content": "", "refusal": None}))],
-            tokens=[chunk(choice({"content": token})) for token in plan.tokens],
+            prologue=[chunk(choice({"role": "assistant", "content": content, "refusal": None}))],
+            tokens=[*(chunk(choice({"content": token})) for token in plan.tokens), *tool_calls],
             epilogue=epilogue,
             malformed=truncated_json,
         )

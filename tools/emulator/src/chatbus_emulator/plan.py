@@ -22,6 +22,21 @@ class StreamFault:
 
 
 @dataclass(frozen=True, slots=True)
+class PlannedToolCall:
+    """A function call of the answer; a stream sends its arguments in ``argument_tokens``."""
+
+    id: str | None
+    """The scripted id, or ``None`` for the wire format's default."""
+    name: str
+    argument_tokens: tuple[str, ...]
+
+    @property
+    def arguments(self) -> str:
+        """The whole arguments JSON text."""
+        return "".join(self.argument_tokens)
+
+
+@dataclass(frozen=True, slots=True)
 class ResponsePlan:
     """Content, usage, timing and fault of one answer."""
 
@@ -37,6 +52,8 @@ class ResponsePlan:
     inter_token_delay: float
     """Seconds between later content tokens."""
     fault: StreamFault | None
+    tool_calls: tuple[PlannedToolCall, ...] = ()
+    """Function calls sent after the text; the finish reason is then ``tool_calls``."""
 
     @property
     def text(self) -> str:
@@ -45,15 +62,15 @@ class ResponsePlan:
 
     @property
     def completion_tokens(self) -> int:
-        """Number of content tokens in the reply."""
-        return len(self.tokens)
+        """Number of content tokens in the reply, tool-call argument pieces included."""
+        return len(self.tokens) + sum(len(call.argument_tokens) for call in self.tool_calls)
 
     @property
     def total_delay(self) -> float:
         """Time a full stream of this reply would take, used to pace non-streamed answers."""
-        if not self.tokens:
+        if not self.completion_tokens:
             return self.first_token_delay
-        return self.first_token_delay + self.inter_token_delay * (len(self.tokens) - 1)
+        return self.first_token_delay + self.inter_token_delay * (self.completion_tokens - 1)
 
 
 def default_reply(prompt: Prompt) -> str:
@@ -68,9 +85,20 @@ def _reply_tokens(
         return filler_tokens(script.reply_tokens)
     if script is not None and script.reply is not None:
         return tokenize(script.reply)
+    if script is not None and script.tool_calls:
+        return []  # tool calls alone: no text
     if state.reply is not None:
         return tokenize(state.reply)
     return tokenize(default_reply(prompt))
+
+
+def _tool_calls(script: ScriptedResponse | None) -> tuple[PlannedToolCall, ...]:
+    if script is None or not script.tool_calls:
+        return ()
+    return tuple(
+        PlannedToolCall(call.id, call.name, tuple(tokenize(call.arguments) or [""]))
+        for call in script.tool_calls
+    )
 
 
 def _fault(script: ScriptedResponse | None) -> StreamFault | None:
@@ -114,4 +142,5 @@ def build_plan(
             script.inter_token_delay_ms if script else None, state.inter_token_delay_ms
         ),
         fault=_fault(script),
+        tool_calls=_tool_calls(script),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -17,6 +18,39 @@ _INT_FIELDS = (
 )
 _NUMBER_FIELDS = ("first_token_delay_ms", "inter_token_delay_ms", "retry_after")
 _STREAM_FAULTS = ("stall_after_tokens", "cut_after_tokens", "malformed_after_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedToolCall:
+    """One function call to answer with (OpenAI format)."""
+
+    name: str
+    arguments: str = "{}"
+    """JSON text, sent as is; ``from_dict`` also takes an object and sends its JSON."""
+    id: str | None = None
+    """The call's id; by default ``call_emulator<request>_<index>``."""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a tool call needs a name")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ScriptedToolCall:
+        """Build from ``{"name", "arguments", "id"}``; ``arguments`` may be an object."""
+        if not isinstance(data, Mapping):
+            raise ValueError("each tool call must be an object")
+        unknown = sorted(set(data) - {"name", "arguments", "id"})
+        if unknown:
+            raise ValueError(f"unknown tool call field(s): {', '.join(unknown)}")
+        name, arguments, call_id = data.get("name"), data.get("arguments", "{}"), data.get("id")
+        if isinstance(arguments, Mapping):
+            # Default separators put spaces in, so a stream sends the arguments in pieces.
+            arguments = json.dumps(arguments)
+        if not isinstance(name, str) or not isinstance(arguments, str):
+            raise ValueError("a tool call needs a name and arguments (an object or JSON text)")
+        if call_id is not None and not isinstance(call_id, str):
+            raise ValueError("a tool call id must be a string")
+        return cls(name=name, arguments=arguments, id=call_id)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -47,6 +81,12 @@ class ScriptedResponse:
     """Send this many content tokens, then drop the connection mid-body."""
     malformed_after_tokens: int | None = None
     """Send this many content tokens, then one data line that is not valid JSON."""
+    tool_calls: tuple[ScriptedToolCall, ...] | None = None
+    """Answer with these function calls, finish reason ``tool_calls`` (OpenAI format only).
+
+    Without ``reply`` or ``reply_tokens`` the answer has no text. Each call's argument
+    pieces count as completion tokens and stream like content tokens.
+    """
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
@@ -68,6 +108,11 @@ class ScriptedResponse:
             raise ValueError(f"at most one fault per scripted response, got {', '.join(faults)}")
         if self.retry_after is not None and self.status is None:
             raise ValueError("retry_after requires status")
+        if self.tool_calls is not None:
+            if not self.tool_calls:
+                raise ValueError("tool_calls must not be empty")
+            if not all(isinstance(call, ScriptedToolCall) for call in self.tool_calls):
+                raise ValueError("tool_calls must be ScriptedToolCall items")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScriptedResponse:
@@ -88,7 +133,13 @@ class ScriptedResponse:
                 raise ValueError(f"{name} must be a number")
             if name == "reply" and not isinstance(value, str):
                 raise ValueError("reply must be a string")
-        return cls(**data)
+        values = dict(data)
+        if values.get("tool_calls") is not None:
+            calls = values["tool_calls"]
+            if not isinstance(calls, list | tuple):
+                raise ValueError("tool_calls must be a list")
+            values["tool_calls"] = tuple(ScriptedToolCall.from_dict(call) for call in calls)
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form containing only the fields that were set."""

@@ -127,6 +127,7 @@ class AnthropicProvider:
     """
 
     name = "anthropic"
+    supports_tools = False
 
     def __init__(self, client: AsyncAnthropic, default_max_tokens: int = 1024) -> None:
         self._client = client

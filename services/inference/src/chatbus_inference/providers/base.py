@@ -4,27 +4,45 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from chatbus_contracts.commands import ToolCall
 from chatbus_contracts.common import FinishReason, TokenUsage
 
 
 @dataclass(frozen=True)
 class PromptMessage:
-    """One message of the prompt sent upstream."""
+    """One message of the prompt sent upstream.
 
-    role: Literal["system", "user", "assistant"]
+    Only stateless turns of the OpenAI-compatible API have `tool_calls` (an assistant
+    message) or `tool_call_id` (a `tool` message, the result of that call).
+    """
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+    @property
+    def uses_tools(self) -> bool:
+        """Whether this message is part of function calling."""
+        return bool(self.tool_calls) or self.role == "tool"
 
 
 @dataclass(frozen=True)
 class CompletionRequest:
-    """What an adapter needs for one streamed completion."""
+    """What an adapter needs for one streamed completion.
+
+    `tools` and `tool_choice` reach only adapters with `supports_tools`; the turn
+    refuses them for the others.
+    """
 
     model: str
     messages: list[PromptMessage]
     temperature: float | None = None
     max_tokens: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -36,11 +54,16 @@ class TextDelta:
 
 @dataclass(frozen=True)
 class Finished:
-    """The stream ended; `usage` is what the provider reported."""
+    """The stream ended; `usage` is what the provider reported.
+
+    `tool_calls` are the complete function calls of the answer: adapters gather their
+    streamed pieces and report them here, once.
+    """
 
     usage: TokenUsage
     finish_reason: FinishReason
     model: str
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 StreamEvent = TextDelta | Finished
@@ -60,9 +83,13 @@ class ProviderError(Exception):
 
 
 class ChatProvider(Protocol):
-    """A provider adapter: streams one completion as `TextDelta`s then one `Finished`."""
+    """A provider adapter: streams one completion as `TextDelta`s then one `Finished`.
+
+    `supports_tools`: the adapter sends `tools`, tool calls and tool results upstream.
+    """
 
     name: str
+    supports_tools: bool
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Stream the completion; raise `ProviderError` on an upstream failure."""

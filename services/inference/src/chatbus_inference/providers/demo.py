@@ -32,6 +32,7 @@ class DemoProvider:
     """Streams `demo_reply` word by word with a small delay, like a real model."""
 
     name = "demo"
+    supports_tools = False
 
     def __init__(self, token_delay_seconds: float = 0.015) -> None:
         self._delay = token_delay_seconds

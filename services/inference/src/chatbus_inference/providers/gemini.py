@@ -83,6 +83,7 @@ class GeminiProvider:
     """Streams `generate_content_stream`; each chunk carries cumulative usage."""
 
     name = "gemini"
+    supports_tools = False
 
     def __init__(self, client: genai.Client) -> None:
         self._client = client

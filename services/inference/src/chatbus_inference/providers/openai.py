@@ -6,11 +6,24 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import openai
+from chatbus_contracts.commands import FunctionCall, ToolCall
 from chatbus_contracts.common import FinishReason, TokenUsage
 from openai import AsyncOpenAI, omit
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import (
+    ChatCompletionMessageParam,
+    ChatCompletionToolChoiceOptionParam,
+    ChatCompletionToolUnionParam,
+)
+from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
-from .base import CompletionRequest, Finished, ProviderError, StreamEvent, TextDelta
+from .base import (
+    CompletionRequest,
+    Finished,
+    PromptMessage,
+    ProviderError,
+    StreamEvent,
+    TextDelta,
+)
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -31,6 +44,40 @@ def _usage(raw: Any) -> TokenUsage:
     )
 
 
+def _message(message: PromptMessage) -> dict[str, Any]:
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        wire["tool_calls"] = [call.model_dump() for call in message.tool_calls]
+        wire["content"] = message.content or None
+    return wire
+
+
+class _ToolCalls:
+    """Tool calls as their pieces stream in: id and name first, then argument fragments."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, delta: ChoiceDeltaToolCall) -> None:
+        call = self._calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+        call["id"] = call["id"] or delta.id or ""
+        if delta.function is not None:
+            call["name"] += delta.function.name or ""
+            call["arguments"] += delta.function.arguments or ""
+
+    def complete(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(
+                # Some compatible servers send no id; the client still needs one to answer.
+                id=call["id"] or f"call_{index}",
+                function=FunctionCall(name=call["name"], arguments=call["arguments"]),
+            )
+            for index, call in sorted(self._calls.items())
+        )
+
+
 def _provider_error(error: openai.OpenAIError) -> ProviderError:
     if isinstance(error, openai.RateLimitError):
         return ProviderError("rate_limited", str(error), retryable=True)
@@ -45,19 +92,24 @@ def _provider_error(error: openai.OpenAIError) -> ProviderError:
 
 
 class OpenAIProvider:
-    """Streams with `stream_options.include_usage`, so usage always arrives."""
+    """Streams with `stream_options.include_usage`, so usage always arrives.
+
+    Tools and tool messages are passed through; the streamed tool-call pieces are
+    gathered and reported whole on `Finished`.
+    """
 
     name = "openai"
+    supports_tools = True
 
     def __init__(self, client: AsyncOpenAI) -> None:
         self._client = client
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Stream one completion from the OpenAI API (or a compatible server)."""
-        messages = cast(
-            "list[ChatCompletionMessageParam]",
-            [{"role": m.role, "content": m.content} for m in request.messages],
-        )
+        messages = cast("list[ChatCompletionMessageParam]", [_message(m) for m in request.messages])
+        tools = cast("list[ChatCompletionToolUnionParam] | None", request.tools)
+        tool_choice = cast("ChatCompletionToolChoiceOptionParam | None", request.tool_choice)
+        tool_calls = _ToolCalls()
         finish_reason: FinishReason = "stop"
         usage: TokenUsage | None = None
         model = request.model
@@ -69,6 +121,8 @@ class OpenAIProvider:
                 stream_options={"include_usage": True},
                 temperature=omit if request.temperature is None else request.temperature,
                 max_tokens=omit if request.max_tokens is None else request.max_tokens,
+                tools=omit if tools is None else tools,
+                tool_choice=omit if tool_choice is None else tool_choice,
             )
             async with stream:
                 async for chunk in stream:
@@ -78,10 +132,15 @@ class OpenAIProvider:
                     for choice in chunk.choices:
                         if choice.delta.content:
                             yield TextDelta(choice.delta.content)
+                        for delta in choice.delta.tool_calls or []:
+                            tool_calls.add(delta)
                         if choice.finish_reason:
                             finish_reason = _FINISH_REASONS.get(choice.finish_reason, "stop")
         except openai.OpenAIError as error:
             raise _provider_error(error) from error
         if usage is None:
             raise ProviderError("provider_error", "the stream ended without usage", retryable=True)
-        yield Finished(usage=usage, finish_reason=finish_reason, model=model)
+        calls = tool_calls.complete()
+        if calls and finish_reason == "stop":
+            finish_reason = "tool_calls"  # some compatible servers say "stop" after tool calls
+        yield Finished(usage=usage, finish_reason=finish_reason, model=model, tool_calls=calls)
