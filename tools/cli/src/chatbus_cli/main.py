@@ -50,6 +50,22 @@ NatsUrl = Annotated[
 JsonOutput = Annotated[bool, typer.Option("--json", help="Plain JSON instead of a table.")]
 
 
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:8000"
+GatewayUrl = Annotated[
+    str, typer.Option("--url", envvar="CHATBUS_GATEWAY_URL", help="The gateway's base URL.")
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="CHATBUS_TOKEN",
+        help="A JWT or API key. Default: a dev token for --user, as `chatbus token` mints.",
+        show_default=False,
+    ),
+]
+DevUser = Annotated[str, typer.Option("--user", envvar="USER", help="Whom the dev token is for.")]
+
+
 def _nats_url(option: str | None) -> str:
     return option or DevSettings().nats_url or f"nats://127.0.0.1:{DEFAULT_NATS_PORT}"
 
@@ -138,21 +154,9 @@ def tail(
 
 @app.command()
 def chat(
-    url: Annotated[
-        str, typer.Option("--url", envvar="CHATBUS_GATEWAY_URL", help="The gateway's base URL.")
-    ] = "http://127.0.0.1:8000",
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            envvar="CHATBUS_TOKEN",
-            help="A JWT or API key. Default: a dev token for --user, as `chatbus token` mints.",
-            show_default=False,
-        ),
-    ] = None,
-    user: Annotated[
-        str, typer.Option("--user", envvar="USER", help="Whom the dev token is for.")
-    ] = "dev",
+    url: GatewayUrl = DEFAULT_GATEWAY_URL,
+    token: Token = None,
+    user: DevUser = "dev",
     conversation: Annotated[
         str | None,
         typer.Option("--conversation", help="Continue this conversation (its id or a prefix)."),
@@ -174,21 +178,9 @@ def chat(
 
 @app.command()
 def usage(
-    url: Annotated[
-        str, typer.Option("--url", envvar="CHATBUS_GATEWAY_URL", help="The gateway's base URL.")
-    ] = "http://127.0.0.1:8000",
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            envvar="CHATBUS_TOKEN",
-            help="A JWT or API key. Default: a dev token for --user.",
-            show_default=False,
-        ),
-    ] = None,
-    user: Annotated[
-        str, typer.Option("--user", envvar="USER", help="Whom the dev token is for.")
-    ] = "dev",
+    url: GatewayUrl = DEFAULT_GATEWAY_URL,
+    token: Token = None,
+    user: DevUser = "dev",
     start: Annotated[
         str | None,
         typer.Option("--from", help="ISO date or datetime (default: this month's first day)."),
