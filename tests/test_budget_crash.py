@@ -9,13 +9,13 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
 from .stack import MODEL, Stack
+from .test_budgets import _budget
 from .wsclient import receive, send
 
 pytestmark = pytest.mark.integration
@@ -34,11 +34,6 @@ def _spawn_inference(stack: Stack) -> subprocess.Popen[bytes]:
     }
     executable = Path(sys.executable).parent / "chatbus-inference"
     return subprocess.Popen([str(executable)], env=env, stdout=subprocess.DEVNULL)
-
-
-async def _budget(http: httpx.AsyncClient) -> dict[str, Any]:
-    body: dict[str, Any] = (await http.get("/v1/budget")).json()
-    return body
 
 
 async def test_killed_mid_turn_the_redelivered_turn_settles_and_nothing_stays_reserved(

@@ -12,13 +12,12 @@ reserved, so one compare-and-set decides a reservation against both:
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from decimal import Decimal
 
 from pydantic import Field
 
-from .common import Model, Usd
+from .common import Model, Usd, user_key
 
 
 def month_of(moment: datetime) -> str:
@@ -26,18 +25,14 @@ def month_of(moment: datetime) -> str:
     return f"{moment:%Y-%m}"
 
 
-def _user_key(user_id: str) -> str:
-    return hashlib.sha256(user_id.encode()).hexdigest()[:32]
-
-
 def budget_state_key(user_id: str, month: str) -> str:
     """The `BudgetState` of a user's month."""
-    return f"state.{month.replace('-', '')}.{_user_key(user_id)}"
+    return f"state.{month.replace('-', '')}.{user_key(user_id)}"
 
 
 def budget_limit_key(user_id: str) -> str:
     """A user's own monthly budget (`BudgetLimit`), set by an admin; else their role's."""
-    return f"limit.{_user_key(user_id)}"
+    return f"limit.{user_key(user_id)}"
 
 
 class Reservation(Model):
@@ -59,6 +54,11 @@ class BudgetState(Model):
 
     def reserved_usd(self, now: float) -> Decimal:
         return sum((r.amount_usd for r in self.live_reservations(now).values()), Decimal(0))
+
+    def settled(self, turn: str | None, cost: Decimal) -> BudgetState:
+        """`cost` added to the spend and the reservation of `turn` (if any) dropped."""
+        left = {key: r for key, r in self.reservations.items() if key != turn}
+        return BudgetState(spent_usd=self.spent_usd + cost, reservations=left)
 
 
 class BudgetLimit(Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -26,6 +27,11 @@ _CHATBUS_NAMESPACE = UUID("6f1c2b0e-3a55-4c1e-9a43-0d1f3c9b7e21")
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC (every timestamp in chatbus is)."""
     return datetime.now(UTC)
+
+
+def user_key(user_id: str) -> str:
+    """A user id as a key-value key token (ids may hold characters keys may not)."""
+    return hashlib.sha256(user_id.encode()).hexdigest()[:32]
 
 
 def derived_id(*parts: object) -> UUID:

@@ -1,32 +1,27 @@
 """Keys of the `rate_limits` bucket, shared by the gateway (reads) and usage service (writes).
 
-User ids may hold characters a key may not, so keys use a hash of the user id.
+User ids may hold characters a key may not, so keys use `common.user_key`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date
 
 from pydantic import Field
 
-from .common import Model
+from .common import Model, user_key
 
 REQUEST_WINDOW_SECONDS = 60.0
 
 
-def _user_key(user_id: str) -> str:
-    return hashlib.sha256(user_id.encode()).hexdigest()[:32]
-
-
 def request_window_key(user_id: str) -> str:
     """The user's current one-minute request window (`RequestWindow`)."""
-    return f"requests.{_user_key(user_id)}"
+    return f"requests.{user_key(user_id)}"
 
 
 def tokens_day_key(user_id: str, day: date) -> str:
     """The user's tokens (prompt + completion) of one UTC day, as an integer."""
-    return f"tokens.{day:%Y%m%d}.{_user_key(user_id)}"
+    return f"tokens.{day:%Y%m%d}.{user_key(user_id)}"
 
 
 class RequestWindow(Model):

@@ -88,6 +88,21 @@ async def declare_buckets(broker: NatsBroker, specs: tuple[BucketSpec, ...] = AL
         await ensure_bucket(js, spec)
 
 
+class Bucket:
+    """A key-value bucket on the broker's connection, looked up once, on first use."""
+
+    def __init__(self, broker: NatsBroker, spec: BucketSpec) -> None:
+        self._broker = broker
+        self._spec = spec
+        self._kv: KeyValue | None = None
+
+    async def kv(self) -> KeyValue:
+        """The bucket (declared at start-up by `start_broker`)."""
+        if self._kv is None:
+            self._kv = await self._broker.connection.jetstream().key_value(self._spec.name)
+        return self._kv
+
+
 async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> KeyValue:
     """The bucket of `spec`, created first if it does not exist."""
     try:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import jwt
 from chatbus_contracts.keys import API_KEY_PREFIX, ApiKeyRecord, secret_matches, split_api_key
 from chatbus_contracts.streams import API_KEYS
+from chatbus_runtime.bus import Bucket
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
 
 DEFAULT_ROLE = "user"
 
@@ -62,15 +62,12 @@ class ApiKeyVerifier:
     """Looks API keys up in the `api_keys` bucket (one read; revocation takes effect at once)."""
 
     def __init__(self, broker: NatsBroker) -> None:
-        self._broker = broker
-        self._bucket: KeyValue | None = None
+        self._bucket = Bucket(broker, API_KEYS)
 
     async def identity(self, key_id: str, secret: str) -> Identity:
         """The owner of the key; raises `InvalidToken` or `CredentialStoreUnavailable`."""
         try:
-            if self._bucket is None:
-                self._bucket = await self._broker.connection.jetstream().key_value(API_KEYS.name)
-            entry = await self._bucket.get(key_id)
+            entry = await (await self._bucket.kv()).get(key_id)
         except KeyNotFoundError:
             raise InvalidToken("unknown or revoked API key") from None
         except (NatsError, TimeoutError) as error:

@@ -18,11 +18,9 @@ from chatbus_contracts.budgets import (
     month_of,
 )
 from chatbus_contracts.common import Model, Usd, utc_now
-from chatbus_contracts.streams import BUDGETS
 from fastapi import APIRouter
 from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
 from pydantic import Field
 
 from .deps import CurrentAdmin, CurrentIdentity, State
@@ -50,14 +48,10 @@ class NewBudget(Model):
     monthly_usd: Usd | None = Field(ge=0)
 
 
-async def _bucket(state: GatewayState) -> KeyValue:
-    return await state.broker.connection.jetstream().key_value(BUDGETS.name)
-
-
 async def _view(state: GatewayState, user_id: str, role: str | None) -> BudgetView:
     month = month_of(utc_now())
     try:
-        kv = await _bucket(state)
+        kv = await state.budgets.kv()
         try:
             own_entry = await kv.get(budget_limit_key(user_id))
             own = BudgetLimit.model_validate_json(own_entry.value or b"")
@@ -106,7 +100,7 @@ async def set_user_budget(
     """Set a user's own monthly budget; it replaces their role's from the next turn."""
     limit = BudgetLimit(user_id=user_id, monthly_usd=body.monthly_usd)
     try:
-        await (await _bucket(state)).put(
+        await (await state.budgets.kv()).put(
             budget_limit_key(user_id), limit.model_dump_json().encode()
         )
     except (NatsError, TimeoutError) as error:

@@ -20,9 +20,9 @@ from chatbus_contracts.limits import (
     tokens_day_key,
 )
 from chatbus_contracts.streams import RATE_LIMITS
+from chatbus_runtime.bus import Bucket
 from chatbus_runtime.kvcas import compare_and_set, read_counter
 from faststream.nats import NatsBroker
-from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from .auth import Identity
@@ -55,10 +55,9 @@ class RateLimiter:
         limits: dict[str, RoleLimits],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._broker = broker
         self._limits = limits
         self._clock = clock
-        self._bucket: KeyValue | None = None
+        self._bucket = Bucket(broker, RATE_LIMITS)
 
     async def admit(self, identity: Identity) -> None:
         """Count one request; raises `RateLimited` (nothing counted) when over a limit."""
@@ -70,14 +69,9 @@ class RateLimiter:
         if limits.requests_per_minute is not None:
             await self._take_request(identity.user_id, limits.requests_per_minute)
 
-    async def _kv(self) -> KeyValue:
-        if self._bucket is None:
-            self._bucket = await self._broker.connection.jetstream().key_value(RATE_LIMITS.name)
-        return self._bucket
-
     async def _check_tokens(self, user_id: str, limit: int) -> None:
         now = datetime.fromtimestamp(self._clock(), UTC)
-        used = await read_counter(await self._kv(), tokens_day_key(user_id, now.date()))
+        used = await read_counter(await self._bucket.kv(), tokens_day_key(user_id, now.date()))
         if used >= limit:
             midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
             wait_ms = math.ceil((midnight - now).total_seconds() * 1000)
@@ -95,6 +89,6 @@ class RateLimiter:
             taken = RequestWindow(start=window.start, count=window.count + 1)
             return taken.model_dump_json().encode(), 0
 
-        wait_ms = await compare_and_set(await self._kv(), request_window_key(user_id), take)
+        wait_ms = await compare_and_set(await self._bucket.kv(), request_window_key(user_id), take)
         if wait_ms:
             raise RateLimited(f"more than {limit} requests in a minute", wait_ms)

@@ -12,10 +12,10 @@ from uuid import UUID
 
 from chatbus_contracts.commands import TurnRecord
 from chatbus_contracts.streams import CHAT_TURNS
+from chatbus_runtime.bus import Bucket
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
 from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
 
 logger = logging.getLogger(__name__)
 
@@ -24,18 +24,12 @@ class TurnRecords:
     """Reads and writes `TurnRecord`s keyed by request id."""
 
     def __init__(self, broker: NatsBroker) -> None:
-        self._broker = broker
-        self._bucket: KeyValue | None = None
-
-    async def _kv(self) -> KeyValue:
-        if self._bucket is None:
-            self._bucket = await self._broker.connection.jetstream().key_value(CHAT_TURNS.name)
-        return self._bucket
+        self._bucket = Bucket(broker, CHAT_TURNS)
 
     async def get(self, request_id: UUID) -> TurnRecord | None:
         """The record of `request_id`, or None if no turn with that id was accepted."""
         try:
-            entry = await (await self._kv()).get(str(request_id))
+            entry = await (await self._bucket.kv()).get(str(request_id))
         except KeyNotFoundError:
             return None
         return TurnRecord.model_validate_json(entry.value or b"")
@@ -43,6 +37,8 @@ class TurnRecords:
     async def put(self, record: TurnRecord) -> None:
         """Remember an accepted turn; a failure only logs (the turn itself is durable)."""
         try:
-            await (await self._kv()).put(str(record.request_id), record.model_dump_json().encode())
+            await (await self._bucket.kv()).put(
+                str(record.request_id), record.model_dump_json().encode()
+            )
         except (NatsError, TimeoutError) as error:
             logger.warning("no turn record for %s: %s", record.request_id, error)

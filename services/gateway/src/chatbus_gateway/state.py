@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from chatbus_contracts import subjects
 from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER
-from chatbus_runtime.bus import create_broker
+from chatbus_contracts.streams import BUDGETS
+from chatbus_runtime.bus import Bucket, create_broker
 from faststream.nats import NatsBroker, NatsMessage
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
@@ -37,6 +38,7 @@ class GatewayState:
     records: TurnRecords
     resumer: Resumer
     sockets: UserSockets
+    budgets: Bucket
     tracer: Tracer
 
 
@@ -81,5 +83,6 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
         records=records,
         resumer=Resumer(broker, records, conversations),
         sockets=sockets,
+        budgets=Bucket(broker, BUDGETS),
         tracer=tracer_provider.get_tracer("chatbus.gateway"),
     )

@@ -29,11 +29,10 @@ from chatbus_contracts.common import TokenUsage, derived_id, format_usd
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.events import BudgetExceeded
 from chatbus_contracts.streams import BUDGETS
-from chatbus_runtime.bus import publish_event
+from chatbus_runtime.bus import Bucket, publish_event
 from chatbus_runtime.kvcas import compare_and_set
 from faststream.nats import NatsBroker
 from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
 
 from .pricing import price_call
 from .prompt import estimate_tokens
@@ -67,17 +66,12 @@ class BudgetBook:
         self._role_budgets = role_budgets
         self._reservation_seconds = reservation_seconds
         self._clock = clock
-        self._bucket: KeyValue | None = None
-
-    async def _kv(self) -> KeyValue:
-        if self._bucket is None:
-            self._bucket = await self._broker.connection.jetstream().key_value(BUDGETS.name)
-        return self._bucket
+        self._bucket = Bucket(broker, BUDGETS)
 
     async def budget_of(self, user_id: str, role: str) -> Decimal | None:
         """The user's monthly budget: their own if an admin set one, else their role's."""
         try:
-            entry = await (await self._kv()).get(budget_limit_key(user_id))
+            entry = await (await self._bucket.kv()).get(budget_limit_key(user_id))
         except KeyNotFoundError:
             return self._role_budgets.get(role)
         return BudgetLimit.model_validate_json(entry.value or b"").monthly_usd
@@ -107,7 +101,7 @@ class BudgetBook:
             return updated.model_dump_json().encode(), None
 
         key = budget_state_key(request.user_id, month)
-        refused = await compare_and_set(await self._kv(), key, hold)
+        refused = await compare_and_set(await self._bucket.kv(), key, hold)
         if refused is not None:
             await self._refuse(request, month, budget, refused, needed)
 
@@ -120,10 +114,11 @@ class BudgetBook:
             state = BudgetState.model_validate_json(current) if current else BudgetState()
             if turn not in state.reservations:
                 return None, None
-            left = {k: r for k, r in state.reservations.items() if k != turn}
-            return state.model_copy(update={"reservations": left}).model_dump_json().encode(), None
+            return state.settled(turn, Decimal(0)).model_dump_json().encode(), None
 
-        await compare_and_set(await self._kv(), budget_state_key(request.user_id, month), drop)
+        await compare_and_set(
+            await self._bucket.kv(), budget_state_key(request.user_id, month), drop
+        )
 
     async def _refuse(
         self,

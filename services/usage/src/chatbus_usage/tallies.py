@@ -15,27 +15,23 @@ ledger itself stays exact.
 from __future__ import annotations
 
 from datetime import UTC
+from decimal import Decimal
 
 from chatbus_contracts.budgets import BudgetState, budget_state_key, month_of
 from chatbus_contracts.events import UsageRecorded
 from chatbus_contracts.limits import tokens_day_key
 from chatbus_contracts.streams import BUDGETS, RATE_LIMITS
+from chatbus_runtime.bus import Bucket
 from chatbus_runtime.kvcas import add_to_counter, compare_and_set
 from faststream.nats import NatsBroker
-from nats.js.kv import KeyValue
 
 
 class Tallies:
     """Adds billed calls to the per-day token counters and the per-month budget states."""
 
     def __init__(self, broker: NatsBroker) -> None:
-        self._broker = broker
-        self._buckets: dict[str, KeyValue] = {}
-
-    async def _kv(self, name: str) -> KeyValue:
-        if name not in self._buckets:
-            self._buckets[name] = await self._broker.connection.jetstream().key_value(name)
-        return self._buckets[name]
+        self._rate_limits = Bucket(broker, RATE_LIMITS)
+        self._budgets = Bucket(broker, BUDGETS)
 
     async def add(self, event: UsageRecorded) -> None:
         """Count one newly billed call."""
@@ -43,20 +39,18 @@ class Tallies:
         tokens = event.usage.prompt_tokens + event.usage.completion_tokens
         if tokens:
             key = tokens_day_key(event.user_id, occurred.date())
-            await add_to_counter(await self._kv(RATE_LIMITS.name), key, tokens)
+            await add_to_counter(await self._rate_limits.kv(), key, tokens)
         await self._settle(event, month_of(occurred))
 
     async def _settle(self, event: UsageRecorded, month: str) -> None:
         turn = str(event.request_id) if event.kind == "chat" else None
-        cost = event.cost_usd or 0
+        cost = event.cost_usd or Decimal(0)
 
         def settle(current: bytes | None) -> tuple[bytes | None, None]:
             state = BudgetState.model_validate_json(current) if current else BudgetState()
             if not cost and turn not in state.reservations:
                 return None, None
-            left = {k: r for k, r in state.reservations.items() if k != turn}
-            settled = BudgetState(spent_usd=state.spent_usd + cost, reservations=left)
-            return settled.model_dump_json().encode(), None
+            return state.settled(turn, cost).model_dump_json().encode(), None
 
         key = budget_state_key(event.user_id, month)
-        await compare_and_set(await self._kv(BUDGETS.name), key, settle)
+        await compare_and_set(await self._budgets.kv(), key, settle)
