@@ -12,6 +12,7 @@ from chatbus_inference.pricing import (
     OVERRIDE_SOURCE,
     ModelPrice,
     install_price_overrides,
+    price_billed_call,
     price_call,
 )
 from chatbus_inference.providers.base import CompletionRequest, Finished, PromptMessage, TextDelta
@@ -113,9 +114,10 @@ def test_a_call_without_a_price_counts_in_the_unpriced_calls_metric() -> None:
     reader = InMemoryMetricReader()
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
     usage = TokenUsage(prompt_tokens=10, completion_tokens=2)
-    price_call(usage, "gpt-4o-mini", "openai")
-    price_call(usage, "unpriced-model-abc", "openai")
-    price_call(usage, "unpriced-model-abc", "openai")
+    price_billed_call(usage, "gpt-4o-mini", "openai")
+    price_billed_call(usage, "unpriced-model-abc", "openai")
+    price_billed_call(usage, "unpriced-model-abc", "openai")
+    price_call(usage, "unpriced-model-abc", "openai")  # a reservation's estimate: not a call
     data = reader.get_metrics_data()
     assert data is not None
     points = [

@@ -9,7 +9,7 @@ from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import FinishReason, TokenUsage, derived_id
 from chatbus_contracts.events import UsageRecorded
 
-from .pricing import price_call
+from .pricing import price_billed_call
 from .prompt import estimate_tokens
 from .providers.base import PromptMessage
 
@@ -39,7 +39,7 @@ def usage_recorded(
     kind: Literal["chat", "title"] = "chat",
 ) -> UsageRecorded:
     """The priced `usage.recorded` event of a turn's provider call."""
-    cost, price_source = price_call(usage, model, provider)
+    cost, price_source = price_billed_call(usage, model, provider)
     if status is None:
         status = "stopped" if finish_reason == "stopped" else "completed"
     event_id = derived_id(request.request_id, subjects.USAGE_RECORDED)

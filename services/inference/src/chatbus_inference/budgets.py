@@ -76,15 +76,17 @@ class BudgetBook:
             return self._role_budgets.get(role)
         return BudgetLimit.model_validate_json(entry.value or b"").monthly_usd
 
-    async def reserve(self, request: GenerateReply, amount: Decimal | None) -> None:
+    async def reserve(self, request: GenerateReply, amount: Decimal | None) -> bool:
         """Hold `amount` for the turn (replacing an earlier hold of the same turn).
+
+        True if a hold was written; False when the user has no budget.
 
         Raises `ProviderError` `budget_exceeded` (and publishes `usage.budget_exceeded`)
         when it does not fit. A model without a price reserves nothing.
         """
         budget = await self.budget_of(request.user_id, request.user_role)
         if budget is None:
-            return
+            return False
         needed, turn = amount or Decimal(0), str(request.request_id)
         month = month_of(datetime.fromtimestamp(self._clock(), UTC))
 
@@ -104,6 +106,7 @@ class BudgetBook:
         refused = await compare_and_set(await self._bucket.kv(), key, hold)
         if refused is not None:
             await self._refuse(request, month, budget, refused, needed)
+        return True
 
     async def release(self, request: GenerateReply) -> None:
         """Drop the turn's reservation (it ended with nothing billed)."""

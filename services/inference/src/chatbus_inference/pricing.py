@@ -83,7 +83,16 @@ def price_call(usage: TokenUsage, model: str, provider: str) -> tuple[Decimal | 
             provider_id=provider,
         )
     except LookupError:
-        logger.warning("no price for model %r of provider %r; recording cost=null", model, provider)
-        _unpriced_calls.add(1, {"model": model, "provider": provider})
         return None, None
     return calculation.total_price, PRICE_SOURCE
+
+
+def price_billed_call(
+    usage: TokenUsage, model: str, provider: str
+) -> tuple[Decimal | None, str | None]:
+    """`price_call` for a call being billed: one without a price is logged and counted."""
+    cost, source = price_call(usage, model, provider)
+    if cost is None:
+        logger.warning("no price for model %r of provider %r; recording cost=null", model, provider)
+        _unpriced_calls.add(1, {"model": model, "provider": provider})
+    return cost, source

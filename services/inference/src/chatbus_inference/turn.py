@@ -65,6 +65,7 @@ class _Progress:
     prompt: list[PromptMessage] = field(default_factory=list)
     seq: int = 0
     parts: list[str] = field(default_factory=list)
+    reserved: bool = False  # a budget reservation is held for the turn
 
     @property
     def text(self) -> str:
@@ -183,14 +184,14 @@ class TurnRunner:
         routes = self._router.routes(settings.model, settings.provider)
         prompt = plan.prompt
         tool_use = request.tool_use
-        if tool_use is not None or any(m.uses_tools for m in prompt):
+        if tool_use is not None:
             routes = tool_routes(routes)
         for index, route in enumerate(routes):
             progress.route = route
             max_tokens = settings.max_tokens or route.max_output_tokens
             progress.prompt = trim_to_window(prompt, route.context_window, max_tokens)
             worst_case = worst_case_cost(progress.prompt, max_tokens, route)
-            await self._budgets.reserve(request, worst_case)
+            progress.reserved |= await self._budgets.reserve(request, worst_case)
             completion = CompletionRequest(
                 model=route.model,
                 messages=progress.prompt,
@@ -303,9 +304,8 @@ class TurnRunner:
 
     async def _stopped(self, request: GenerateReply, progress: _Progress, started: float) -> None:
         """Keep and bill the partial answer of a stopped turn."""
-        if progress.route is None or progress.plan is None:
-            await self._budgets.release(request)
-        else:
+        # Before a route was chosen nothing was reserved; after, the bill settles it.
+        if progress.route is not None and progress.plan is not None:
             usage = estimate_usage(progress.prompt, progress.parts)
             await self._publish_assistant(
                 request,
@@ -349,7 +349,8 @@ class TurnRunner:
             ),
         )
         if usage is None or route is None:
-            await self._budgets.release(request)
+            if progress.reserved:
+                await self._budgets.release(request)
         else:
             await publish_event(
                 self._broker,

@@ -23,11 +23,6 @@ class PromptMessage:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
 
-    @property
-    def uses_tools(self) -> bool:
-        """Whether this message is part of function calling."""
-        return bool(self.tool_calls) or self.role == "tool"
-
 
 @dataclass(frozen=True)
 class CompletionRequest:
