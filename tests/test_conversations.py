@@ -404,7 +404,11 @@ async def test_settings_preferences_and_counters_shape_the_turn(stack: Stack) ->
     user = _user("settler")
     tag = uuid.uuid4().hex[:6]
     async with _api(stack, user) as api:
-        prefs = {"default_system_prompt": f"Answer like a pirate {tag}", "default_model": None}
+        prefs = {
+            "default_system_prompt": f"Answer like a pirate {tag}",
+            "default_model": None,
+            "default_memory": None,
+        }
         assert (await api.put("/v1/preferences", json=prefs)).json() == prefs
         async with _socket(stack, user) as ws:
             first = await _turn(ws, content=f"hello {tag}")

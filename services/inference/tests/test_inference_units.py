@@ -8,16 +8,16 @@ from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import ChatSettings, TokenUsage, utc_now
 from chatbus_contracts.queries import MessageView
 from chatbus_inference.plan import TurnPlan, effective_settings, history_query
-from chatbus_inference.pricing import (
+from chatbus_inference.providers.base import CompletionRequest, Finished, PromptMessage, TextDelta
+from chatbus_inference.providers.demo import DemoProvider
+from chatbus_inference.settings import InferenceSettings
+from chatbus_runtime.pricing import (
     OVERRIDE_SOURCE,
     ModelPrice,
     install_price_overrides,
     price_billed_call,
     price_call,
 )
-from chatbus_inference.providers.base import CompletionRequest, Finished, PromptMessage, TextDelta
-from chatbus_inference.providers.demo import DemoProvider
-from chatbus_inference.settings import InferenceSettings
 from genai_prices import Usage, calc_price
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider

@@ -92,6 +92,7 @@ class GenerateReply(Model):
     system: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    memory: bool | None = None
     reply_subject: str = Field(description="Where the chunks go: chat.chunks.<gateway>.<request>.")
     accepted_at: datetime = Field(default_factory=utc_now)
 

@@ -99,6 +99,13 @@ class ChatSettings(Model):
     provider: Text | None = Field(default=None, max_length=100)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    memory: bool | None = Field(
+        default=None,
+        description=(
+            "Retrieval memory: add the most relevant earlier messages of the user's other "
+            "conversations to the prompt, marked as context."
+        ),
+    )
 
 
 TITLE_MAX_CHARS = 200

@@ -42,6 +42,7 @@ class ConversationChanges(Model):
     provider: Text | None = Field(default=None, max_length=100)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    memory: bool | None = None
     active_message_id: UUID | None = Field(
         default=None, description="Switch the active branch to the one ending at this message."
     )
@@ -88,6 +89,11 @@ class SearchMessages(Model):
     query: Text = Field(min_length=1, max_length=500)
     limit: int = Field(default=20, ge=1, le=100)
     conversation_id: UUID | None = None
+    include_message_ids: list[UUID] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Also answer these (semantic) matches, where they are the caller's.",
+    )
 
 
 class SearchHit(Model):
@@ -100,12 +106,23 @@ class SearchHit(Model):
     snippet: str
     rank: float
     created_at: datetime
+    similarity: float | None = Field(
+        default=None, description="Cosine similarity to the query, for a semantic match."
+    )
+    matched_by: list[Literal["keyword", "semantic"]] = Field(default_factory=list)
 
 
 class SearchResults(Model):
     """Reply to `SearchMessages`."""
 
     hits: list[SearchHit]
+    included: list[SearchHit] = Field(
+        default_factory=list,
+        description="The caller's messages among `include_message_ids` (rank 0, plain snippet).",
+    )
+    semantic: bool = Field(
+        default=False, description="Whether semantic matches took part (hybrid search)."
+    )
 
 
 class Preferences(Model):
@@ -113,6 +130,9 @@ class Preferences(Model):
 
     default_model: Text | None = Field(default=None, max_length=200)
     default_system_prompt: Text | None = Field(default=None, max_length=32_000)
+    default_memory: bool | None = Field(
+        default=None, description="Retrieval memory for conversations started afterwards."
+    )
 
 
 class GetPreferences(Model):

@@ -55,6 +55,10 @@ class MessageCreated(Event):
     cost_usd: Decimal | None = None
     finish_reason: FinishReason | None = None
     latency_ms: int | None = None
+    context_message_ids: list[UUID] = Field(
+        default_factory=list,
+        description="Earlier messages retrieval memory added to the prompt of this answer.",
+    )
 
 
 class MessageFailed(Event):

@@ -63,6 +63,9 @@ class MessageView(Model):
     usage: TokenUsage | None = None
     cost_usd: Usd | None = None
     finish_reason: FinishReason | None = None
+    context_message_ids: list[UUID] = Field(
+        default_factory=list, description="Messages retrieval memory added to its prompt."
+    )
 
 
 class ConversationView(Model):

@@ -58,10 +58,14 @@ MODELS_QUERY_LIST = "inference.query.models"
 
 USAGE_QUERY_SUMMARY = "usage.query.summary"
 
+EMBEDDINGS_EMBED = "embeddings.embed"
+EMBEDDINGS_SIMILAR = "embeddings.query.similar"
+
 # Queue groups: one per service, so replicas share request/reply work.
 CONVERSATION_QUEUE = "conversation"
 INFERENCE_QUEUE = "inference"
 USAGE_QUEUE = "usage"
+EMBEDDINGS_QUEUE = "embeddings"
 
 
 def chat_chunks_subject(gateway_id: str, request_id: UUID) -> str:

@@ -145,7 +145,7 @@ class ConversationService:
 
         @broker.subscriber(subjects.CONVERSATION_QUERY_SEARCH, queue=QUEUE)
         async def search(query: SearchMessages) -> SearchResults:
-            return SearchResults(hits=await search_messages(self.engine, query))
+            return await search_messages(self.engine, query)
 
         @broker.subscriber(subjects.PREFERENCES_QUERY_GET, queue=QUEUE)
         async def get_preferences(query: GetPreferences) -> Preferences:

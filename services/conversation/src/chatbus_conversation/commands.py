@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
 from .models import ConversationRow, MessageRow, PreferencesRow
-from .projection import Projection
+from .projection import Projection, filled
 from .store import ConversationStore, owned
 from .views import conversation_view, settings_of
 
@@ -55,12 +55,7 @@ class ConversationCommands:
         """A new, empty conversation with the user's preferences filled in."""
         conversation_id = uuid4()
         preferred = await self._store.new_conversation_settings(command.user_id)
-        settings = command.settings.model_copy(
-            update={
-                "model": command.settings.model or preferred.model,
-                "system_prompt": command.settings.system_prompt or preferred.system_prompt,
-            }
-        )
+        settings = filled(command.settings, preferred)
         event = ConversationCreated(
             event_id=derived_id(conversation_id, subjects.CONVERSATION_CREATED),
             user_id=command.user_id,

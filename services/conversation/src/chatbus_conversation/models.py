@@ -6,7 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Numeric
+from sqlalchemy import Column, DateTime, Numeric, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlmodel import Field, SQLModel
 
 SCHEMA = "conversation"
@@ -29,6 +31,7 @@ class ConversationRow(SQLModel, table=True):
     provider: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    memory: bool | None = None
     revision: int = 0
     active_message_id: UUID | None = None
     active_at: datetime | None = Field(
@@ -70,6 +73,12 @@ class MessageRow(SQLModel, table=True):
     finish_reason: str | None = None
     latency_ms: int | None = None
     event_id: UUID = Field(unique=True)
+    context_message_ids: list[UUID] = Field(
+        default_factory=list,
+        sa_column=Column(
+            ARRAY(PG_UUID(as_uuid=True)), nullable=False, server_default=text("'{}'::uuid[]")
+        ),
+    )
 
 
 class PreferencesRow(SQLModel, table=True):
@@ -81,4 +90,5 @@ class PreferencesRow(SQLModel, table=True):
     user_id: str = Field(primary_key=True)
     default_model: str | None = None
     default_system_prompt: str | None = None
+    default_memory: bool | None = None
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

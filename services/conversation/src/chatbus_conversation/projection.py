@@ -34,19 +34,34 @@ from .models import ConversationRow, MessageRow, PreferencesRow
 logger = logging.getLogger(__name__)
 
 
+def preferred_settings(prefs: PreferencesRow | None) -> ChatSettings:
+    """The settings a user's preferences give a conversation that sets none itself."""
+    if prefs is None:
+        return ChatSettings()
+    return ChatSettings(
+        model=prefs.default_model,
+        system_prompt=prefs.default_system_prompt,
+        memory=prefs.default_memory,
+    )
+
+
+def filled(settings: ChatSettings, preferred: ChatSettings) -> ChatSettings:
+    """`settings` with the preferred model, system prompt and memory where it sets none."""
+    return settings.model_copy(
+        update={
+            "model": settings.model or preferred.model,
+            "system_prompt": settings.system_prompt or preferred.system_prompt,
+            # A conversation's own `False` turns memory off whatever the default.
+            "memory": preferred.memory if settings.memory is None else settings.memory,
+        }
+    )
+
+
 async def with_preferences(
     session: AsyncSession, user_id: str, settings: ChatSettings
 ) -> ChatSettings:
-    """`settings` with the user's default model and system prompt where it sets none."""
-    prefs = await session.get(PreferencesRow, user_id)
-    if prefs is None:
-        return settings
-    return settings.model_copy(
-        update={
-            "model": settings.model or prefs.default_model,
-            "system_prompt": settings.system_prompt or prefs.default_system_prompt,
-        }
-    )
+    """`settings` with the user's preferences filled in where it sets none."""
+    return filled(settings, preferred_settings(await session.get(PreferencesRow, user_id)))
 
 
 def settings_columns(settings: ChatSettings) -> dict[str, Any]:
@@ -158,6 +173,7 @@ class Projection:
                 finish_reason=event.finish_reason,
                 latency_ms=event.latency_ms,
                 event_id=event.event_id,
+                context_message_ids=event.context_message_ids,
             )
             .on_conflict_do_nothing()
             .returning(col(MessageRow.id))

@@ -178,5 +178,7 @@ class ConversationStore:
         if row is None:
             return Preferences()
         return Preferences(
-            default_model=row.default_model, default_system_prompt=row.default_system_prompt
+            default_model=row.default_model,
+            default_system_prompt=row.default_system_prompt,
+            default_memory=row.default_memory,
         )

@@ -16,6 +16,7 @@ def settings_of(row: ConversationRow) -> ChatSettings:
         provider=row.provider,
         temperature=row.temperature,
         max_tokens=row.max_tokens,
+        memory=row.memory,
     )
 
 
@@ -57,4 +58,5 @@ def message_view(row: MessageRow) -> MessageView:
         usage=usage,
         cost_usd=row.cost_usd,
         finish_reason=row.finish_reason,
+        context_message_ids=row.context_message_ids,
     )

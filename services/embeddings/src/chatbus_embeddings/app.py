@@ -1,19 +1,34 @@
-"""The embeddings service's whole wiring: batched `message.created`, `conversation.deleted`."""
+"""The embeddings service's whole wiring.
+
+Consumes `message.created` (batched) and `conversation.deleted`; answers
+`embeddings.embed` (POST /v1/embeddings) and `embeddings.query.similar` (search and
+retrieval memory) in the `embeddings` queue group.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from chatbus_contracts import subjects
+from chatbus_contracts.embeddings import (
+    EmbeddedTexts,
+    EmbedRefused,
+    EmbedTexts,
+    FindSimilar,
+    SimilarMessages,
+)
 from chatbus_contracts.events import ConversationDeleted, MessageCreated
 from chatbus_contracts.streams import EMBEDDINGS_CONSUMER, EMBEDDINGS_DELETIONS_CONSUMER
 from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
 from chatbus_runtime.database import create_engine, upgrade_schema
+from chatbus_runtime.pricing import install_price_overrides
 from faststream.nats import NatsBroker
 from opentelemetry.sdk.trace import TracerProvider
 
-from .embedder import LocalEmbedder
+from .answers import EmbeddingAnswers
 from .models import SCHEMA
+from .registry import configured_models
 from .settings import EmbeddingsSettings
 from .store import EmbeddingStore
 
@@ -26,26 +41,43 @@ class EmbeddingsService:
 
     def __init__(self, settings: EmbeddingsSettings, tracer_provider: TracerProvider) -> None:
         self.settings = settings
+        install_price_overrides(settings.price_overrides)
         self.broker: NatsBroker = create_broker(
             settings, service_name="embeddings", tracer_provider=tracer_provider
         )
         self.engine = create_engine(settings.database_url)
-        self.embedder = LocalEmbedder(settings.torch_threads)
+        self.models = configured_models(settings)
+        self.embedder = self.models.get(settings.memory_model)
         self.store = EmbeddingStore(self.engine)
-        embedder, store = self.embedder, self.store
+        self.answers = EmbeddingAnswers(self.broker, self.engine, self.models, self.embedder)
+        self._wire()
+
+    def _wire(self) -> None:
+        embedder, store, answers = self.embedder, self.store, self.answers
         subscription = durable_subscription(
-            EMBEDDINGS_CONSUMER, batch_size=settings.embed_batch_size, batch=True
+            EMBEDDINGS_CONSUMER, batch_size=self.settings.embed_batch_size, batch=True
         )
 
         # A backlog arrives in full batches, so it drains at the model's batch speed.
+        # An empty message (a turn stopped before its first token) has nothing to find.
         @self.broker.subscriber(**subscription)
         async def on_messages_created(events: list[MessageCreated]) -> None:
-            vectors = await embedder.embed([event.content for event in events])
-            await store.save(events, vectors, embedder.model_name)
+            events = [event for event in events if event.content.strip()]
+            if events:
+                embedded = await embedder.embed([event.content for event in events])
+                await store.save(events, embedded.vectors, embedder.model_name)
 
         @self.broker.subscriber(**durable_subscription(EMBEDDINGS_DELETIONS_CONSUMER))
         async def on_conversation_deleted(event: ConversationDeleted) -> None:
             await store.drop_conversation(event)
+
+        @self.broker.subscriber(subjects.EMBEDDINGS_EMBED, queue=subjects.EMBEDDINGS_QUEUE)
+        async def embed(request: EmbedTexts) -> EmbeddedTexts | EmbedRefused:
+            return await answers.embed(request)
+
+        @self.broker.subscriber(subjects.EMBEDDINGS_SIMILAR, queue=subjects.EMBEDDINGS_QUEUE)
+        async def similar(query: FindSimilar) -> SimilarMessages:
+            return await answers.similar(query)
 
     async def start(self) -> None:
         """Migrate, load the model, then start consuming."""

@@ -14,7 +14,11 @@ SCHEMA = "embeddings"
 
 
 class MessageEmbeddingRow(SQLModel, table=True):
-    """A message's vector; the dimension is stored with it so models never mix in one index."""
+    """A message's vector and text; model and dimension are stored with it.
+
+    Each dimension has its own partial HNSW index, and a search compares only rows of
+    the model it embeds the query with, so vectors of two models never mix.
+    """
 
     __tablename__ = "message_embeddings"
     __table_args__ = {"schema": SCHEMA}
@@ -27,6 +31,7 @@ class MessageEmbeddingRow(SQLModel, table=True):
     model: str
     dimensions: int
     embedding: Any = Field(sa_column=Column(Vector(), nullable=False))
+    content: str | None = None  # None for rows stored before migration 0003
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 

@@ -33,6 +33,7 @@ class EmbeddingStore:
                 "model": model,
                 "dimensions": len(vector),
                 "embedding": vector,
+                "content": event.content,
                 "created_at": event.created_at,
             }
             for event, vector in zip(events, vectors, strict=True)

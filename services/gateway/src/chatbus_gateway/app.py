@@ -9,7 +9,16 @@ from chatbus_runtime.bus import start_broker
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
-from . import budgets_api, conversations_api, openai_api, rest, usage_api, ws
+from . import (
+    budgets_api,
+    conversations_api,
+    embeddings_api,
+    openai_api,
+    rest,
+    search_api,
+    usage_api,
+    ws,
+)
 from .errors import install_error_handlers
 from .settings import GatewaySettings
 from .state import build_state
@@ -38,6 +47,8 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider) -> Fa
     app.include_router(rest.router)
     app.include_router(conversations_api.router)
     app.include_router(openai_api.router)
+    app.include_router(embeddings_api.router)
+    app.include_router(search_api.router)
     app.include_router(budgets_api.router)
     app.include_router(usage_api.router)
     app.include_router(ws.router)

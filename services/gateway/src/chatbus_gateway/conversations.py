@@ -16,7 +16,6 @@ from chatbus_contracts.conversations import (
     GetPreferences,
     Preferences,
     Refused,
-    SearchHit,
     SearchMessages,
     SearchResults,
     SetPreferences,
@@ -104,14 +103,22 @@ class ConversationClient:
         return await self._ask(command, subjects.CONVERSATION_COMMAND_DELETE, ConversationRemoved)
 
     async def search(
-        self, user_id: str, query: str, limit: int, conversation_id: UUID | None
-    ) -> list[SearchHit]:
-        """The caller's best-matching messages."""
+        self,
+        user_id: str,
+        query: str,
+        limit: int,
+        conversation_id: UUID | None,
+        include_message_ids: list[UUID],
+    ) -> SearchResults:
+        """The caller's best keyword matches, and their messages among `include_message_ids`."""
         search = SearchMessages(
-            user_id=user_id, query=query, limit=limit, conversation_id=conversation_id
+            user_id=user_id,
+            query=query,
+            limit=limit,
+            conversation_id=conversation_id,
+            include_message_ids=include_message_ids,
         )
-        results = await self._ask(search, subjects.CONVERSATION_QUERY_SEARCH, SearchResults)
-        return results.hits
+        return await self._ask(search, subjects.CONVERSATION_QUERY_SEARCH, SearchResults)
 
     async def preferences(self, user_id: str) -> Preferences:
         """The caller's preferences."""

@@ -1,4 +1,4 @@
-"""REST routes for conversations, message search and preferences.
+"""REST routes for conversations and preferences (message search: search_api.py).
 
 Every route answers for the caller only: a conversation id of another user is a 404,
 exactly like an id that never existed. The conversation service does the work.
@@ -16,7 +16,6 @@ from chatbus_contracts.conversations import (
     ConversationChanges,
     ConversationRemoved,
     Preferences,
-    SearchResults,
 )
 from chatbus_contracts.queries import ConversationDetail, ConversationPage, ConversationView
 from fastapi import APIRouter, Query, status
@@ -122,20 +121,6 @@ async def delete_conversation(conversation_id: UUID, user_id: CurrentUser, state
     with _answers():
         removed: ConversationRemoved = await state.conversations.delete(user_id, conversation_id)
     return Deleted(id=removed.conversation_id)
-
-
-@router.get("/search", response_model=SearchResults)
-async def search_messages(
-    user_id: CurrentUser,
-    state: State,
-    q: Annotated[str, Query(min_length=1, max_length=500)],
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    conversation_id: UUID | None = None,
-) -> SearchResults:
-    """Keyword search over the caller's messages, best first, matches in `<mark>`."""
-    with _answers():
-        hits = await state.conversations.search(user_id, q, limit, conversation_id)
-    return SearchResults(hits=hits)
 
 
 @router.get("/preferences", response_model=Preferences)

@@ -42,7 +42,7 @@ class ApiError(StarletteHTTPException):
         self.fields = fields
 
 
-OPENAI_PATHS = ("/v1/chat/completions",)
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/embeddings")
 _OPENAI_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -97,8 +97,11 @@ async def _render_invalid(request: Request, exc: Exception) -> JSONResponse:
         {"field": _field_name(tuple(item["loc"])), "message": item["msg"]} for item in exc.errors()
     ]
     message = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    # The OpenAI-compatible routes answer a malformed body with 400, as OpenAI does.
+    status_code = 400 if request.url.path in OPENAI_PATHS else 422
     return JSONResponse(
-        _error_body(request, 422, "invalid_request", message, fields), status_code=422
+        _error_body(request, status_code, "invalid_request", message, fields),
+        status_code=status_code,
     )
 
 

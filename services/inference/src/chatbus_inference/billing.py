@@ -8,8 +8,8 @@ from chatbus_contracts import subjects
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import FinishReason, TokenUsage, derived_id
 from chatbus_contracts.events import UsageRecorded
+from chatbus_runtime.pricing import price_billed_call
 
-from .pricing import price_billed_call
 from .prompt import estimate_tokens
 from .providers.base import PromptMessage
 

@@ -31,10 +31,10 @@ from chatbus_contracts.events import BudgetExceeded
 from chatbus_contracts.streams import BUDGETS
 from chatbus_runtime.bus import Bucket, publish_event
 from chatbus_runtime.kvcas import compare_and_set
+from chatbus_runtime.pricing import price_call
 from faststream.nats import NatsBroker
 from nats.js.errors import KeyNotFoundError
 
-from .pricing import price_call
 from .prompt import estimate_tokens
 from .providers.base import PromptMessage, ProviderError
 from .routing import Route

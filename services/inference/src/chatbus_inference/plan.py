@@ -10,11 +10,14 @@
 
 Settings: a turn's own overrides, then the conversation's settings (which already
 hold the user's preferences), then the service default.
+
+With `memory` on, a stored conversation's turn also gets the user's most relevant
+messages from other conversations as context (memory.py); stateless turns never do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 from chatbus_contracts import subjects
@@ -24,6 +27,7 @@ from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.queries import GetHistory, HistoryReply, MessageView
 from faststream.nats import NatsBroker
 
+from .memory import Memory, Recollection
 from .providers.base import PromptMessage, ProviderError
 
 
@@ -40,16 +44,25 @@ class TurnPlan:
     wants_title: bool = False
     after_content: tuple[PromptMessage, ...] = ()
     """A stateless turn's tool calls and results after the new user message."""
+    recollection: Recollection | None = None
+    """Retrieval memory's context, when the turn has memory on and anything was relevant."""
+
+    @property
+    def context_message_ids(self) -> list[UUID]:
+        """The stored messages retrieval memory put into the prompt."""
+        return list(self.recollection.message_ids) if self.recollection else []
 
     @property
     def prompt(self) -> list[PromptMessage]:
-        """System prompt, then the branch (ending with the question for a regenerate).
+        """System prompt, memory's context, then the branch (ending with the question).
 
         A stateless turn that answers tool results ends with them, after the question.
         """
         messages: list[PromptMessage] = []
         if self.settings.system_prompt:
             messages.append(PromptMessage("system", self.settings.system_prompt))
+        if self.recollection is not None:
+            messages.append(self.recollection.message)
         messages.extend(m for m in self.history if m.role != "system")
         if self.new_content is not None:
             messages.append(PromptMessage("user", self.new_content))
@@ -82,11 +95,30 @@ def effective_settings(request: GenerateReply, conversation: ChatSettings) -> Ch
         if request.temperature is not None
         else conversation.temperature,
         max_tokens=request.max_tokens or conversation.max_tokens,
+        memory=request.memory if request.memory is not None else conversation.memory,
     )
 
 
-async def plan_turn(broker: NatsBroker, request: GenerateReply, timeout_seconds: float) -> TurnPlan:
-    """Ask the conversation service for the branch; `ProviderError` if it does not exist."""
+async def plan_turn(
+    broker: NatsBroker, request: GenerateReply, timeout_seconds: float, memory: Memory | None
+) -> TurnPlan:
+    """The branch from the conversation service, and memory's context if the turn wants it.
+
+    `ProviderError` if the conversation or an anchor message does not exist.
+    """
+    plan = await _plan_from_history(broker, request, timeout_seconds)
+    if memory is None or not plan.settings.memory or request.prior_messages is not None:
+        return plan
+    question = plan.new_content or (plan.history[-1].content if plan.history else "")
+    if not question:
+        return plan
+    recollection = await memory.recall(request.user_id, request.conversation_id, question)
+    return replace(plan, recollection=recollection)
+
+
+async def _plan_from_history(
+    broker: NatsBroker, request: GenerateReply, timeout_seconds: float
+) -> TurnPlan:
     response = await broker.request(
         history_query(request), subjects.CONVERSATION_QUERY_HISTORY, timeout=timeout_seconds
     )

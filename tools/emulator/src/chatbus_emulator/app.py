@@ -9,6 +9,7 @@ from chatbus_emulator.anthropic_wire import AnthropicWire
 from chatbus_emulator.completion import CompletionEndpoint
 from chatbus_emulator.control import control_routes
 from chatbus_emulator.delivery import install_cut_log_filter
+from chatbus_emulator.embeddings import embeddings_route
 from chatbus_emulator.models import models_route
 from chatbus_emulator.openai_wire import OpenAIWire
 from chatbus_emulator.shutdown import ShutdownSignal
@@ -37,6 +38,7 @@ def create_app(
             "/v1/messages", CompletionEndpoint(AnthropicWire(), state, shutdown), methods=["POST"]
         ),
         models_route(state),
+        embeddings_route(),
         *control_routes(state),
     ]
     app = Starlette(routes=routes)

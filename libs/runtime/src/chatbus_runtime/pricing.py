@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 logger = logging.getLogger(__name__)
 PRICE_SOURCE = f"genai-prices {genai_prices.__version__}"
 
-_unpriced_calls = metrics.get_meter("chatbus.inference").create_counter(
+_unpriced_calls = metrics.get_meter("chatbus.pricing").create_counter(
     "chatbus.unpriced_calls",
     unit="{call}",
     description="Billed calls recorded with cost=null: the model is not in the price table.",
@@ -50,6 +50,7 @@ class ModelPrice(BaseModel):
 
 
 _MILLION = Decimal(1_000_000)
+FREE_PROVIDERS = {"demo": "demo provider (free)", "local": "local model (free)"}
 OVERRIDE_SOURCE = "operator override (CHATBUS_PRICE_OVERRIDES)"
 _overrides: dict[str, ModelPrice] = {}
 
@@ -63,11 +64,11 @@ def install_price_overrides(overrides: dict[str, ModelPrice]) -> None:
 def price_call(usage: TokenUsage, model: str, provider: str) -> tuple[Decimal | None, str | None]:
     """(cost in USD, price source); (None, None) when the table does not know the model.
 
-    The demo provider costs nothing. `input_tokens` is the whole prompt including
+    The demo provider and local models cost nothing. `input_tokens` is the whole prompt including
     cached tokens, which is what genai-prices expects.
     """
-    if provider == "demo":
-        return Decimal(0), "demo provider (free)"
+    if provider in FREE_PROVIDERS:
+        return Decimal(0), FREE_PROVIDERS[provider]
     override = _overrides.get(model)
     if override is not None:
         return override.cost(usage), OVERRIDE_SOURCE

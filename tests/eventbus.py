@@ -1,0 +1,73 @@
+"""Publishing domain events straight to the bus, as any other system may."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from chatbus_contracts.common import Role, utc_now
+from chatbus_contracts.events import ConversationCreated, MessageCreated
+from chatbus_runtime.bus import create_broker, publish_event
+from chatbus_runtime.settings import ServiceSettings
+from faststream.nats import NatsBroker
+from opentelemetry.sdk.trace import TracerProvider
+
+from .stack import Stack
+
+
+@asynccontextmanager
+async def connected_bus(stack: Stack, name: str = "test") -> AsyncIterator[NatsBroker]:
+    """A broker connected to the test NATS (publishing only)."""
+    broker = create_broker(
+        ServiceSettings(nats_url=stack.infra.nats_url),
+        service_name=name,
+        tracer_provider=TracerProvider(),
+    )
+    await broker.connect()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
+
+
+async def publish_conversation(bus: NatsBroker, user: str, title: str) -> uuid.UUID:
+    """A new conversation of `user`; its id."""
+    conversation_id = uuid.uuid4()
+    created = ConversationCreated(
+        event_id=uuid.uuid4(),
+        user_id=user,
+        conversation_id=conversation_id,
+        title=title,
+        created_at=utc_now(),
+    )
+    await publish_event(bus, created)
+    return conversation_id
+
+
+async def publish_message(
+    bus: NatsBroker,
+    user: str,
+    conversation_id: uuid.UUID,
+    content: str,
+    *,
+    role: Role = "user",
+    parent_id: uuid.UUID | None = None,
+    context_message_ids: list[uuid.UUID] | None = None,
+) -> uuid.UUID:
+    """A new message in the conversation; its id."""
+    message_id = uuid.uuid4()
+    message = MessageCreated(
+        event_id=uuid.uuid4(),
+        user_id=user,
+        message_id=message_id,
+        conversation_id=conversation_id,
+        request_id=uuid.uuid4(),
+        role=role,
+        content=content,
+        parent_id=parent_id,
+        created_at=utc_now(),
+        context_message_ids=context_message_ids or [],
+    )
+    await publish_event(bus, message)
+    return message_id
