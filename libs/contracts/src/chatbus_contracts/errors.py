@@ -7,7 +7,8 @@ ErrorCode
 ├── auth (the socket is closed with 4401; REST: 401 / 403)
 │   unauthenticated, forbidden
 └── server / provider errors (some retryable)
-    internal_error, unavailable, provider_error
+    internal_error, unavailable, provider_error,
+    dead_lettered (the request failed on every delivery and was set aside for an operator)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ErrorCode(StrEnum):
     AUTH_FAILED = "auth_failed"
     INVALID_REQUEST = "invalid_request"
     CONTEXT_TOO_LONG = "context_too_long"
+    DEAD_LETTERED = "dead_lettered"
 
 
 # WebSocket close codes.

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from . import subjects
+from .deadletters import DEAD_LETTERS_ALL
 
 Retention = Literal["limits", "workqueue", "interest"]
 Storage = Literal["file", "memory"]
@@ -58,7 +59,17 @@ EVENTS = StreamSpec(
     description="Domain events (message.created, usage.recorded, ...) for services and others.",
 )
 
-ALL_STREAMS: tuple[StreamSpec, ...] = (CHAT_REQUESTS, CHAT_CHUNKS, EVENTS)
+# Messages a consumer gave up on (`chatbus_contracts.deadletters`), kept for operators to
+# inspect and replay (`chatbus dlq`); one entry per original and consumer.
+DEAD_LETTERS = StreamSpec(
+    name="DEAD_LETTERS",
+    subjects=(DEAD_LETTERS_ALL,),
+    retention="limits",
+    max_age_seconds=30 * DAY,
+    description="Messages a durable consumer gave up on, with the reason; see `chatbus dlq`.",
+)
+
+ALL_STREAMS: tuple[StreamSpec, ...] = (CHAT_REQUESTS, CHAT_CHUNKS, EVENTS, DEAD_LETTERS)
 
 
 @dataclass(frozen=True)
@@ -99,24 +110,33 @@ BUDGETS = BucketSpec(
 ALL_BUCKETS: tuple[BucketSpec, ...] = (CHAT_TURNS, API_KEYS, RATE_LIMITS, BUDGETS)
 
 
+# Deliveries of one message before it is dead-lettered. With the redelivery backoff
+# (0.5 s doubling to 30 s, `chatbus_runtime.redelivery`) a failing message is retried for
+# about two minutes; a message whose process dies on it, for ten ack waits.
+DEFAULT_MAX_DELIVER = 10
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """A durable consumer: which stream, which subjects, how long an ack may take."""
+    """A durable consumer: which stream, which subjects, how long an ack may take.
+
+    After `max_deliver` deliveries (≤ 0: no limit) a message moves to DEAD_LETTERS.
+    """
 
     durable: str
     stream: StreamSpec
     filter_subjects: tuple[str, ...]
     ack_wait_seconds: float = 30.0
-    max_deliver: int = -1
+    max_deliver: int = DEFAULT_MAX_DELIVER
 
 
 INFERENCE_CONSUMER = ConsumerSpec(
     durable="inference",
     stream=CHAT_REQUESTS,
     filter_subjects=(subjects.CHAT_REQUESTS,),
-    # Kept short so a dead replica's request moves on quickly; live replicas extend it
-    # with in_progress() while they stream.
-    ack_wait_seconds=30.0,
+    # Kept short so a dead replica's request moves on within seconds; live replicas
+    # extend it with in_progress() every third of it for the whole turn.
+    ack_wait_seconds=10.0,
 )
 
 CONVERSATION_CONSUMER = ConsumerSpec(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from chatbus_contracts.events import Event
@@ -23,7 +24,8 @@ from nats.js.kv import KeyValue
 from opentelemetry.sdk.trace import TracerProvider
 
 from . import natsfix
-from .redelivery import NakWithBackoff
+from .deadletters import dead_letter_office, open_dead_letter_office
+from .redelivery import NakWithBackoff, RedeliveryPolicy
 from .settings import ServiceSettings
 
 natsfix.install()
@@ -44,16 +46,23 @@ _STORAGE = {"file": api.StorageType.FILE, "memory": api.StorageType.MEMORY}
 def create_broker(
     settings: ServiceSettings, *, service_name: str, tracer_provider: TracerProvider
 ) -> NatsBroker:
-    """A broker that reconnects forever and carries trace context in message headers."""
-    return NatsBroker(
+    """A broker that reconnects forever and carries trace context in message headers.
+
+    A handler's failure is redelivered with backoff and dead-lettered on the consumer's
+    last delivery, as the settings' redelivery policy says (`dead_letter_office(broker)`).
+    """
+    broker = NatsBroker(
         settings.nats_url,
         name=f"chatbus-{service_name}",
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
-        middlewares=[NatsTelemetryMiddleware(tracer_provider=tracer_provider), NakWithBackoff],
+        middlewares=[NatsTelemetryMiddleware(tracer_provider=tracer_provider)],
         logger=logging.getLogger(f"chatbus.{service_name}.broker"),
         log_level=logging.DEBUG,
     )
+    office = open_dead_letter_office(broker, RedeliveryPolicy.from_settings(settings))
+    broker.add_middleware(partial(NakWithBackoff, office=office))
+    return broker
 
 
 def stream_config(spec: StreamSpec) -> api.StreamConfig:
@@ -119,24 +128,31 @@ async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> KeyValue:
         )
 
 
-def consumer_config(spec: ConsumerSpec) -> api.ConsumerConfig:
-    """The nats-py config of a durable pull consumer declared in contracts."""
+def consumer_config(spec: ConsumerSpec, *, max_deliver: int | None = None) -> api.ConsumerConfig:
+    """The nats-py config of a durable pull consumer declared in contracts.
+
+    `max_deliver` overrides the spec's delivery limit (`CHATBUS_MAX_DELIVER`).
+    """
     return api.ConsumerConfig(
         durable_name=spec.durable,
         name=spec.durable,
         ack_policy=api.AckPolicy.EXPLICIT,
         deliver_policy=api.DeliverPolicy.ALL,
         ack_wait=spec.ack_wait_seconds,
-        max_deliver=spec.max_deliver,
+        max_deliver=spec.max_deliver if max_deliver is None else max_deliver,
         filter_subjects=list(spec.filter_subjects),
         max_ack_pending=1000,
     )
 
 
-async def declare_consumer(broker: NatsBroker, spec: ConsumerSpec) -> None:
+async def declare_consumer(
+    broker: NatsBroker, spec: ConsumerSpec, *, max_deliver: int | None = None
+) -> api.ConsumerInfo:
     """Create the durable consumer, or bring an existing one in line with `spec`."""
     js = broker.connection.jetstream()
-    await js.add_consumer(spec.stream.name, config=consumer_config(spec))
+    config = consumer_config(spec, max_deliver=max_deliver)
+    info: api.ConsumerInfo = await js.add_consumer(spec.stream.name, config=config)
+    return info
 
 
 def durable_subscription(
@@ -150,8 +166,11 @@ def durable_subscription(
 
     The consumer itself is created by `declare_consumer` (FastStream would create it
     with a single filter subject), so the stream is not declared again here. A handler
-    that raises gets its message redelivered after a delay (`NakWithBackoff`);
-    FastStream's default would terminate it, losing the event while Postgres is down.
+    that raises gets its message redelivered after a delay (`NakWithBackoff`), and
+    dead-lettered on the last delivery; FastStream's default would terminate it at once,
+    losing the event while Postgres is down. With the default `NACK_ON_ERROR`, a handler
+    that cannot reach Postgres or NATS keeps its message and pauses the consumer until
+    they answer (`chatbus_runtime.outages`); `AckPolicy.MANUAL` opts out.
     """
     return {
         "subject": spec.filter_subjects[0] if len(spec.filter_subjects) == 1 else "",
@@ -164,12 +183,21 @@ def durable_subscription(
 
 
 async def start_broker(broker: NatsBroker, *consumers: ConsumerSpec) -> None:
-    """Connect, declare every stream and the given durable consumers, then start handlers."""
+    """Connect, declare every stream and the given durable consumers, then start handlers.
+
+    The consumers get the delivery limit of the settings' redelivery policy, and this
+    process listens for their max-deliveries advisories (`chatbus_runtime.deadletters`).
+    """
     await broker.connect()
     await declare_streams(broker)
     await declare_buckets(broker)
+    office = dead_letter_office(broker)
     for consumer in consumers:
-        await declare_consumer(broker, consumer)
+        info = await declare_consumer(
+            broker, consumer, max_deliver=office.policy.max_deliver_of(consumer)
+        )
+        office.track(consumer, info.config.max_deliver or 0)
+    await office.listen()
     await broker.start()
 
 

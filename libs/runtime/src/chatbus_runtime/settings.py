@@ -25,3 +25,15 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    max_deliver: int | None = Field(
+        default=None,
+        ge=1,
+        description="Deliveries before a message is dead-lettered, for every durable consumer "
+        "of the service; None: each consumer's own (contracts, 10).",
+    )
+    redelivery_first_delay_seconds: float = Field(
+        default=0.5, gt=0, description="Redelivery delay after a handler's first failure."
+    )
+    redelivery_max_delay_seconds: float = Field(
+        default=30.0, gt=0, description="The redelivery delay doubles up to this."
+    )

@@ -14,6 +14,12 @@ from chatbus_client import ChatbusError
 
 from .chat import ChatOptions, dev_token, run_chat
 from .dev import DevOptions, Provider, run_dev
+from .dlq import (
+    UnknownDeadLetterError,
+    list_dead_letters,
+    purge_dead_letters,
+    replay_dead_letters,
+)
 from .keys import create_key, list_keys, revoke_key
 from .output import print_json, print_table
 from .settings import (
@@ -204,6 +210,18 @@ def usage(
     print_usage(summary, as_json=as_json)
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def bench(ctx: typer.Context) -> None:
+    """Benchmark chatbus against the provider called directly; `chatbus bench --help` for more."""
+    # Imported here: the benchmark and its load clients are needed by this command only.
+    from chatbus_bench.main import main as run_bench
+
+    raise typer.Exit(run_bench(ctx.args))
+
+
 keys_app = typer.Typer(help="Create, list and revoke API keys (cb-…).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -252,6 +270,85 @@ def keys_revoke(
         typer.secho(f"error: no key {key_id}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
+
+
+dlq_app = typer.Typer(
+    help="Dead letters: messages a consumer gave up on (DEAD_LETTERS stream).",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, name="dlq")
+
+DlqConsumer = Annotated[
+    str | None, typer.Option("--consumer", help="Only this consumer's dead letters.")
+]
+DlqSeqs = Annotated[
+    list[int] | None,
+    typer.Argument(
+        metavar="SEQ...", help="Sequences in DEAD_LETTERS, as `dlq list` shows.", show_default=False
+    ),
+]
+DlqAll = Annotated[bool, typer.Option("--all", help="Every dead letter (of --consumer).")]
+
+
+def _dlq_choice(seqs: list[int] | None, every: bool) -> list[int] | None:
+    """The sequences a replay or purge names; None: all of them."""
+    if bool(seqs) == every:
+        raise typer.BadParameter("name the sequences or give --all (one of the two)")
+    return None if every else seqs
+
+
+@dlq_app.command("list")
+def dlq_list(
+    consumer: DlqConsumer = None, nats_url: NatsUrl = None, as_json: JsonOutput = False
+) -> None:
+    """Dead letters, oldest first: seq, time, consumer, subject, reason (--json: everything)."""
+    entries = asyncio.run(list_dead_letters(_nats_url(nats_url), consumer))
+    if as_json:
+        print_json([entry.row() for entry in entries])
+    else:
+        rows = [entry.summary() for entry in entries]
+        print_table(rows, ["seq", "time", "consumer", "subject", "reason"], title="Dead letters")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    seqs: DlqSeqs = None,
+    every: DlqAll = False,
+    consumer: DlqConsumer = None,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Publish dead letters again to their original subject, then remove them.
+
+    Payload and headers are the original's: the consumer processes them once more.
+    """
+    chosen = _dlq_choice(seqs, every)
+    try:
+        replayed = asyncio.run(replay_dead_letters(_nats_url(nats_url), chosen, consumer))
+    except UnknownDeadLetterError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    for entry in replayed:
+        note = " (duplicate: replayed before)" if entry.duplicate else ""
+        typer.echo(
+            f"replayed {entry.seq} to {entry.subject} ({entry.stream} #{entry.stream_seq}){note}"
+        )
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    seqs: DlqSeqs = None,
+    every: DlqAll = False,
+    consumer: DlqConsumer = None,
+    nats_url: NatsUrl = None,
+) -> None:
+    """Delete dead letters for good."""
+    chosen = _dlq_choice(seqs, every)
+    try:
+        purged = asyncio.run(purge_dead_letters(_nats_url(nats_url), chosen, consumer))
+    except UnknownDeadLetterError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    typer.echo(f"purged {len(purged)} dead letter(s)")
 
 
 if __name__ == "__main__":
