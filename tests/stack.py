@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import jwt
 import uvicorn
 from chatbus_cli.embedded import free_port
@@ -70,6 +76,19 @@ class Stack:
             self.services[index] = replica
             await replica.start()
 
+    @contextlib.asynccontextmanager
+    async def paused(self, service_type: type[Any]) -> AsyncIterator[None]:
+        """Stop the in-process service of `service_type`; a fresh one starts after."""
+        index = next(i for i, s in enumerate(self.services) if isinstance(s, service_type))
+        service = self.services[index]
+        await service.stop()
+        try:
+            yield
+        finally:
+            fresh = service_type(service.settings, self.tracer_provider)
+            await fresh.start()
+            self.services[index] = fresh
+
     @property
     def ws_url(self) -> str:
         return self.gateway_url.replace("http://", "ws://") + "/v1/ws"
@@ -109,7 +128,16 @@ async def run_stack(infra: Infra) -> AsyncIterator[Stack]:
         services: list[Any] = [
             ConversationService(ConversationSettings(**common), provider),
             UsageService(UsageSettings(**common), provider),
-            EmbeddingsService(EmbeddingsSettings(**common, torch_threads=1), provider),
+            EmbeddingsService(
+                EmbeddingsSettings(
+                    **common,
+                    torch_threads=1,
+                    # The openai backend's models are answered by the emulator.
+                    OPENAI_API_KEY="emulator",
+                    OPENAI_BASE_URL=f"{emulator_url}/v1",
+                ),
+                provider,
+            ),
             InferenceService(
                 InferenceSettings(
                     **common,
@@ -123,6 +151,8 @@ async def run_stack(infra: Infra) -> AsyncIterator[Stack]:
                     retry_base_delay_seconds=0.05,
                     first_token_timeout_seconds=5,
                     idle_timeout_seconds=5,
+                    # Generous: a loaded 2-core CI machine must not skip memory by timing.
+                    memory_timeout_seconds=10,
                 ),
                 provider,
             ),
@@ -171,3 +201,77 @@ async def run_gateway(
     finally:
         server.should_exit = True
         await server_task
+
+
+# --- services as their own processes (for SIGKILL and SIGTERM) -----------------------
+
+
+@dataclass
+class ServiceProcess:
+    """A chatbus console script running as a child process; its log in a file."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    async def exited(self, within_seconds: float) -> int:
+        """The exit code, once the process ended (AssertionError if it does not in time)."""
+        deadline = time.monotonic() + within_seconds
+        while (code := self.process.poll()) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still running after {within_seconds} s")
+            await asyncio.sleep(0.05)
+        return code
+
+    def stop(self) -> None:
+        """Make sure it is gone (a test that failed half-way)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@contextlib.contextmanager
+def service_process(
+    stack: Stack, command: str, tmp_path: Path, **env: str
+) -> Iterator[ServiceProcess]:
+    """Run `command` (e.g. `chatbus-inference`) on the stack's NATS, Postgres and emulator.
+
+    `env` adds `CHATBUS_*` variables (without the prefix, e.g. `DRAIN_SECONDS="1"`).
+    """
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "CHATBUS_NATS_URL": stack.infra.nats_url,
+        "CHATBUS_DATABASE_URL": stack.infra.database_url,
+        "CHATBUS_JWT_SECRET": JWT_SECRET,
+        "OPENAI_API_KEY": "emulator",
+        "OPENAI_BASE_URL": f"{stack.emulator_url}/v1",
+        "CHATBUS_DEFAULT_MODEL": MODEL,
+        "CHATBUS_TITLE_MODEL": "demo",
+        **{f"CHATBUS_{name.upper()}": value for name, value in env.items()},
+    }
+    log = tmp_path / f"{command}-{uuid.uuid4().hex[:6]}.log"
+    with log.open("wb") as out:
+        executable = Path(sys.executable).parent / command
+        process = subprocess.Popen(
+            [str(executable)], env=environment, stdout=out, stderr=subprocess.STDOUT
+        )
+    running = ServiceProcess(process, log)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+async def wait_until_serving(base_url: str, within_seconds: float = 30.0) -> None:
+    """Poll a gateway's `/readyz` until it answers 200."""
+    deadline = time.monotonic() + within_seconds
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get("/readyz")).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{base_url} did not become ready")
+            await asyncio.sleep(0.1)

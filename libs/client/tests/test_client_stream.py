@@ -17,6 +17,7 @@ from chatbus_contracts.ws import (
     ChatEnd,
     ChatError,
     ChatMessage,
+    ChatRestart,
     ChatResume,
     ChatSend,
     ChatStopped,
@@ -165,3 +166,17 @@ def test_backoff_starts_at_once_grows_and_is_bounded() -> None:
     assert list(Reconnect(attempts=0).delays()) == []
     with pytest.raises(ValueError):
         Reconnect(first_delay=2.0, max_delay=1.0)
+
+
+async def test_a_restart_drops_the_text_so_far_once_per_attempt() -> None:
+    stream = _stream()
+    restart = ChatRestart(request_id=REQUEST_ID, seq=3, attempt=2)
+    _feed(stream, ACCEPTED, _delta(1, "Bon"), _delta(2, "jour"))
+    assert await anext(stream) == "Bon"  # "jour" is still unread when the restart comes
+    _feed(stream, restart, _delta(4, "Hel"))
+    assert stream.restarts == 1 and stream.text == "Hel"
+    # A resume replays the restart it applied already: nothing changes.
+    _feed(stream, restart, _delta(4, "Hel"), _delta(5, "lo"), _end())
+    assert await _read(stream) == ["Hel", "lo"]
+    assert stream.result.text == "Hello" and stream.restarts == 1
+    assert stream.last_seq == 5

@@ -30,12 +30,17 @@ Turns:
   `turn.stopped` and the partial answer, which is stored.
 - A `chat.error` raises `ChatbusError` (`code`, `message`, `retryable`) from the
   iteration.
+- If the server lost the replica writing an answer, the answer starts over
+  (`chat.restart`): `stream.restarts` grows, `stream.text` starts again, and the next
+  piece is the new answer's first; drop what you showed of the old one.
 
 Reconnecting: when the socket drops (a gateway restart closes it with 1012; the
 gateway may refuse connections for a while) the client reconnects with backoff
 (`Reconnect`), resends turns that were not accepted yet (same `id`, idempotent) and
 resumes the others after the last `seq` it delivered. The text arrives exactly once,
-without gap; after the attempts run out the turns fail with `connection_lost`.
+without gap; after the attempts run out the turns fail with `connection_lost`. A
+retryable `unavailable` for a turn not yet accepted (e.g. a gateway that is draining)
+is sent again after a while, like a resume the gateway could not answer.
 
 Live frames: `client.conversation_events()` iterates the `conversation.*` frames
 (another tab renamed or deleted a conversation); nobody has to read them.

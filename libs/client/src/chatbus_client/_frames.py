@@ -13,6 +13,7 @@ from chatbus_contracts.ws import (
     ChatEnd,
     ChatError,
     ChatMessage,
+    ChatRestart,
     ChatStopped,
     ConversationCreatedFrame,
     ConversationDeletedFrame,
@@ -32,6 +33,7 @@ _MODELS: dict[str, type[Model]] = {
     for model in (
         ChatAccepted,
         ChatDelta,
+        ChatRestart,
         ChatEnd,
         ChatStopped,
         ChatError,

@@ -11,6 +11,10 @@
 
 A closed socket never cancels a generation on the server, so nothing is lost while
 the client is away; `ChatStream` drops what a resend or resume delivers twice.
+
+A retryable `unavailable` for a turn not accepted yet (a draining gateway, a backend
+that did not answer) or for a resume is asked again after a while, with the reconnect
+backoff, on whichever socket is open then; a `chat.restart` is the stream's business.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ class TurnSocket:
         self._sent_on: dict[str, int] = {}
         self._turns: dict[str, ChatStream] = {}
         self._by_request: dict[UUID, ChatStream] = {}
-        self._resuming: dict[str, int] = {}  # turn id -> failed resume attempts so far
+        self._resuming: dict[str, int] = {}  # turn id -> `unavailable` answers so far
         self._stopping: set[UUID] = set()
         self._live: set[ConversationEvents] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -261,7 +265,7 @@ class TurnSocket:
             await ws.send(frame.model_dump_json(exclude_none=True))
 
     async def _resume_later(self, turn: ChatStream, error: ChatError) -> None:
-        """The gateway could not look the turn up: ask again after a while."""
+        """The gateway could not take or look up the turn now: ask again after a while."""
         failures = self._resuming[turn.id] = self._resuming.get(turn.id, 0) + 1
         delays = list(self._reconnect.delays())
         if failures >= len(delays):
@@ -313,7 +317,8 @@ class TurnSocket:
         request_id = turn.request_id
         if error.code == ErrorCode.NOT_FOUND and request_id in self._stopping:
             return False  # the stop came before the generation started or after it ended
-        if turn.id in self._resuming and error.code == ErrorCode.UNAVAILABLE:
+        opening = turn.id in self._resuming or turn.request_id is None
+        if opening and error.code == ErrorCode.UNAVAILABLE and error.retryable:
             self._spawn(self._resume_later(turn, error))
             return False
         return True

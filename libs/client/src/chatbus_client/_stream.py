@@ -3,6 +3,10 @@
 A turn's frames may come twice after a reconnect (a resent `chat.send` replays from the
 start, a `chat.resume` from `after_seq`); `ChatStream` keeps only what is new, so the
 caller gets every piece of the answer exactly once and in order.
+
+A `chat.restart` (the inference replica was lost and another one answers again) drops
+the text so far, also pieces not read yet; the pieces that follow are the new answer
+from its start, and `restarts` counts how often that happened.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from chatbus_contracts.ws import (
     ChatError,
     ChatMessage,
     ChatRegenerate,
+    ChatRestart,
     ChatResume,
     ChatSend,
     ChatStopped,
@@ -86,6 +91,9 @@ class ChatStream:
     The iteration ends after the last piece; a `chat.error` ends it by raising
     `ChatbusError`. Then `stream.result` is the `Turn`. `await stream` waits for the
     end without reading the pieces and returns the `Turn` too.
+
+    When `restarts` has grown since the previous piece, the answer started over: drop
+    what you showed of it, the piece in hand is the new answer's first.
     """
 
     def __init__(self, frame: TurnFrame, stopper: Stopper | None = None) -> None:
@@ -95,6 +103,8 @@ class ChatStream:
         # Set by chat.accepted, or by an error that came before it.
         self._acceptance_known = asyncio.Event()
         self._last_seq = 0
+        self._attempt = 1
+        self._restarts = 0
         self._parts: list[str] = []
         self._unread: deque[str] = deque()
         self._changed = asyncio.Event()
@@ -130,6 +140,11 @@ class ChatStream:
     def text(self) -> str:
         """The answer so far (the whole answer once the turn is done)."""
         return "".join(self._parts)
+
+    @property
+    def restarts(self) -> int:
+        """How often the answer started over (`chat.restart`): 0 for most turns."""
+        return self._restarts
 
     @property
     def done(self) -> bool:
@@ -207,6 +222,8 @@ class ChatStream:
                 )
             self._last_seq = frame.seq
             self._deliver(frame.text)
+        elif isinstance(frame, ChatRestart):
+            self._restart(frame)
         elif isinstance(frame, ChatEnd):
             self._finish(end=frame)
         elif isinstance(frame, ChatStopped):
@@ -229,6 +246,17 @@ class ChatStream:
 
     def _error_or(self, fallback: Exception) -> Exception:
         return self._outcome if isinstance(self._outcome, ChatbusError) else fallback
+
+    def _restart(self, frame: ChatRestart) -> None:
+        """Drop the answer so far; a restart of an attempt seen already is a repeat."""
+        if frame.attempt <= self._attempt:
+            return
+        self._attempt = frame.attempt
+        self._restarts += 1
+        self._last_seq = max(self._last_seq, frame.seq)
+        self._parts.clear()
+        self._unread.clear()
+        self._changed.set()
 
     def _deliver(self, text: str) -> None:
         if text:

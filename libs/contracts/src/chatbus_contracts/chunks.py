@@ -2,6 +2,12 @@
 
 `seq` numbers every chunk of a request from 1 without gaps; deltas come first and
 exactly one terminal chunk (`end`, `error` or `stopped`) closes the stream.
+
+`attempt` is the delivery of the request that produced the chunk (JetStream's
+`num_delivered`). A request whose replica died or handed it back is run again by
+another one: that attempt opens with a `restart` chunk whose `seq` follows the last
+chunk stored so far, and numbering goes on from there. Readers drop the chunks of an
+attempt once a newer one has begun (a dead replica's tail, a zombie's late chunks).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ class DeltaChunk(Model):
     kind: Literal["delta"] = "delta"
     request_id: UUID
     seq: int = Field(ge=1)
+    attempt: int = Field(default=1, ge=1)
     text: str
 
 
@@ -31,6 +38,7 @@ class EndChunk(Model):
     kind: Literal["end"] = "end"
     request_id: UUID
     seq: int = Field(ge=1)
+    attempt: int = Field(default=1, ge=1)
     message_id: UUID
     finish_reason: FinishReason
     usage: TokenUsage
@@ -49,6 +57,7 @@ class ErrorChunk(Model):
     kind: Literal["error"] = "error"
     request_id: UUID
     seq: int = Field(ge=1)
+    attempt: int = Field(default=1, ge=1)
     code: str
     message: str
     retryable: bool = False
@@ -60,10 +69,39 @@ class StoppedChunk(Model):
     kind: Literal["stopped"] = "stopped"
     request_id: UUID
     seq: int = Field(ge=1)
+    attempt: int = Field(default=1, ge=1)
     message_id: UUID
 
 
+class RestartChunk(Model):
+    """The first chunk of a request's attempt after the first: discard the text so far.
+
+    The earlier attempt's replica died, or handed the request back while shutting down;
+    the answer is generated again from the start.
+    """
+
+    kind: Literal["restart"] = "restart"
+    request_id: UUID
+    seq: int = Field(ge=1)
+    attempt: int = Field(ge=2)
+
+
 ReplyChunk = Annotated[
-    DeltaChunk | EndChunk | ErrorChunk | StoppedChunk, Field(discriminator="kind")
+    DeltaChunk | EndChunk | ErrorChunk | StoppedChunk | RestartChunk,
+    Field(discriminator="kind"),
 ]
 REPLY_CHUNK_ADAPTER: TypeAdapter[ReplyChunk] = TypeAdapter(ReplyChunk)
+
+
+def is_terminal(chunk: ReplyChunk) -> bool:
+    """Whether `chunk` ends its request's stream (`end`, `error` or `stopped`)."""
+    return isinstance(chunk, EndChunk | ErrorChunk | StoppedChunk)
+
+
+def stop_marker_key(request_id: UUID) -> str:
+    """Key in the `chat_turns` bucket asking for a stop of a turn that is not streaming yet.
+
+    The gateway writes it when no replica answered a `chat.stop` (the request is still
+    queued, or being picked up); inference checks it before it starts generating.
+    """
+    return f"{request_id}.stop"

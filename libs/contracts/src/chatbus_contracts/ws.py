@@ -2,8 +2,8 @@
 
 Client -> server: `auth`, `chat.send`, `chat.regenerate`, `chat.stop`, `chat.resume`,
 `ping`.
-Server -> client: `chat.accepted`, `chat.delta`, `chat.end`, `chat.stopped`,
-`chat.error`, `pong`, and the live `conversation.created|updated|deleted`.
+Server -> client: `chat.accepted`, `chat.delta`, `chat.restart`, `chat.end`,
+`chat.stopped`, `chat.error`, `pong`, and the live `conversation.created|updated|deleted`.
 docs/protocol.md describes each with an example.
 """
 
@@ -39,6 +39,9 @@ class TurnOverrides(Model):
     system: Text | None = Field(default=None, max_length=32_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    memory: bool | None = Field(
+        default=None, description="Retrieval memory for this turn (see ChatSettings.memory)."
+    )
 
 
 class ChatSend(TurnOverrides):
@@ -154,6 +157,21 @@ class ChatStopped(Model):
     message_id: UUID
 
 
+class ChatRestart(Model):
+    """The answer starts over: drop the text of the turn so far; deltas follow from `seq`.
+
+    Sent when the inference replica generating the turn was lost (or handed it back
+    while shutting down) and another one generates it again. `attempt` counts the
+    tries (2, 3, ...); a restart whose `attempt` you already applied is a repeat (after a
+    resume or a resend) and changes nothing.
+    """
+
+    type: Literal["chat.restart"] = "chat.restart"
+    request_id: UUID
+    seq: int
+    attempt: int
+
+
 class ChatError(Model):
     """Something went wrong with one frame or one turn; the socket stays usable."""
 
@@ -213,6 +231,7 @@ class ConversationDeletedFrame(Model):
 ServerFrame = Annotated[
     ChatAccepted
     | ChatDelta
+    | ChatRestart
     | ChatEnd
     | ChatStopped
     | ChatError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chatbus_contracts.chunks import DeltaChunk, EndChunk, ReplyChunk, StoppedChunk
+from chatbus_contracts.chunks import DeltaChunk, EndChunk, ReplyChunk, RestartChunk, StoppedChunk
 from chatbus_contracts.common import format_usd
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.ws import (
@@ -14,6 +14,7 @@ from chatbus_contracts.ws import (
     ChatDelta,
     ChatEnd,
     ChatError,
+    ChatRestart,
     ChatStopped,
     ClientFrame,
 )
@@ -62,10 +63,14 @@ def parse_client_frame(text: str) -> ClientFrame:
         ) from error
 
 
-def chunk_frame(chunk: ReplyChunk) -> ChatDelta | ChatEnd | ChatError | ChatStopped:
+def chunk_frame(
+    chunk: ReplyChunk,
+) -> ChatDelta | ChatRestart | ChatEnd | ChatError | ChatStopped:
     """The server frame that relays one reply chunk."""
     if isinstance(chunk, DeltaChunk):
         return ChatDelta(request_id=chunk.request_id, seq=chunk.seq, text=chunk.text)
+    if isinstance(chunk, RestartChunk):
+        return ChatRestart(request_id=chunk.request_id, seq=chunk.seq, attempt=chunk.attempt)
     if isinstance(chunk, EndChunk):
         return ChatEnd(
             request_id=chunk.request_id,

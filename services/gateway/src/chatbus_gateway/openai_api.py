@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, ReplyChunk
+from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, ReplyChunk, RestartChunk
 from chatbus_contracts.commands import PriorMessage, ToolCall, ToolUse
 from chatbus_contracts.common import format_usd
 from chatbus_contracts.errors import ErrorCode
@@ -53,6 +53,12 @@ _HTTP_STATUS: dict[str, int] = {
     ErrorCode.AUTH_FAILED: 502,
 }
 _FINISH = {"stopped": "stop", "error": "stop"}
+_RESTARTED = {
+    "message": "the answer restarted after an inference replica was lost; "
+    "send the request again with the same Idempotency-Key",
+    "type": "api_error",
+    "code": ErrorCode.UNAVAILABLE,
+}
 
 
 class InputMessage(BaseModel):
@@ -203,6 +209,8 @@ async def chat_completions(
 ) -> JSONResponse | StreamingResponse:
     """Create a chat completion, streamed (SSE) or whole; stored and billed like any turn."""
     send, prior, tool_use = _as_send(body, idempotency_key)
+    if state.drain.draining:
+        raise _refusal(ErrorCode.UNAVAILABLE, "the gateway is shutting down; send it again")
     try:
         turn = await state.acceptor.accept(identity, send, prior_messages=prior, tool_use=tool_use)
     except TurnRefused as refused:
@@ -278,6 +286,8 @@ async def _whole(
     async for chunk in chunks:
         if isinstance(chunk, DeltaChunk):
             parts.append(chunk.text)
+        elif isinstance(chunk, RestartChunk):
+            parts.clear()  # generated again from the start by another replica
         elif isinstance(chunk, ErrorChunk):
             raise _refusal(chunk.code, chunk.message)
         elif isinstance(chunk, EndChunk):
@@ -309,10 +319,17 @@ async def _sse(
     """`chat.completion.chunk` events, then the usage chunk if asked for, then `[DONE]`."""
     envelope = _envelope(turn, model, "chat.completion.chunk")
     first = {"role": "assistant", "content": ""}
+    sent_text = False
     try:
         yield _event(envelope | {"choices": [{"index": 0, "delta": first, "finish_reason": None}]})
         async for chunk in chunks:
+            if isinstance(chunk, RestartChunk) and sent_text:
+                # SSE cannot take text back: fail the stream; the same Idempotency-Key
+                # then replays the new attempt only.
+                yield _event({"error": _RESTARTED})
+                break
             if isinstance(chunk, DeltaChunk):
+                sent_text = True
                 delta = {"content": chunk.text}
                 choice = {"index": 0, "delta": delta, "finish_reason": None}
                 yield _event(envelope | {"choices": [choice]})

@@ -2,7 +2,8 @@
 
 Written after the PubAck of a new turn. A resend whose request id has a record is a
 duplicate even after JetStream's dedupe window has passed; `chat.resume` checks the
-owner here, so another user's request id answers `not_found`.
+owner here, so another user's request id answers `not_found`. A `chat.stop` before the
+turn reached a replica leaves a stop marker next to the record.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from uuid import UUID
 
+from chatbus_contracts.chunks import stop_marker_key
 from chatbus_contracts.commands import TurnRecord
 from chatbus_contracts.streams import CHAT_TURNS
 from chatbus_runtime.bus import Bucket
@@ -42,3 +44,7 @@ class TurnRecords:
             )
         except (NatsError, TimeoutError) as error:
             logger.warning("no turn record for %s: %s", record.request_id, error)
+
+    async def mark_stop(self, request_id: UUID) -> None:
+        """Ask for a stop of a turn no replica streams yet (`stopping.py`)."""
+        await (await self._bucket.kv()).put(stop_marker_key(request_id), b"")

@@ -1,8 +1,14 @@
-"""Reading a request's chunks back from the CHAT_CHUNKS stream.
+"""A request's chunks as a reader should relay them: in order, once, newest attempt only.
 
-Used when a `chat.send` is resent: its generation is already running or done, so the
-chunks so far are only in the stream. An ordered consumer (nats-py; ephemeral, no
-handler, so not a FastStream subscriber) delivers them from the first, then the tail.
+Live chunks come from this gateway's one subscription (`replies.ReplyRouter`). A resent
+`chat.send` and a `chat.resume` read them back from the CHAT_CHUNKS stream instead: an
+ordered consumer (nats-py; ephemeral, no handler, so not a FastStream subscriber)
+delivers the stored ones from the first, then the tail, whichever gateway accepted
+the request.
+
+Either way `in_order` puts them right: a request delivered again to another inference
+replica starts over with a `restart` chunk of a newer attempt, after which the chunks of
+older attempts (a dead replica's tail, a stalled replica that woke up) are dropped.
 """
 
 from __future__ import annotations
@@ -12,13 +18,14 @@ from collections.abc import AsyncIterator
 from uuid import UUID
 
 from chatbus_contracts import subjects
-from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER, DeltaChunk, ReplyChunk
+from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER, ReplyChunk, RestartChunk, is_terminal
 from chatbus_contracts.streams import CHAT_CHUNKS
+from chatbus_runtime.chunks import last_chunk
 from faststream.nats import NatsBroker
 from nats.js.api import DeliverPolicy
 
 
-async def replay_chunks(broker: NatsBroker, request_id: UUID) -> AsyncIterator[ReplyChunk]:
+async def stored_chunks(broker: NatsBroker, request_id: UUID) -> AsyncIterator[ReplyChunk]:
     """Every chunk of `request_id` in stream order, then new ones as they are stored."""
     js = broker.connection.jetstream()
     subscription = await js.subscribe(
@@ -34,6 +41,20 @@ async def replay_chunks(broker: NatsBroker, request_id: UUID) -> AsyncIterator[R
         await subscription.unsubscribe()
 
 
+async def replay_chunks(
+    broker: NatsBroker, request_id: UUID, *, after_seq: int = 0
+) -> AsyncIterator[ReplyChunk]:
+    """The stored chunks and the tail in order, skipping every attempt older than the newest.
+
+    The newest attempt so far is that of the last stored chunk, so a reader never even
+    sees the text of an attempt that was superseded before it came.
+    """
+    newest = await last_chunk(broker, subjects.chat_chunks_request_wildcard(request_id))
+    floor = newest.attempt if newest is not None else 1
+    async for chunk in in_order(stored_chunks(broker, request_id), after_seq, floor):
+        yield chunk
+
+
 async def queued_chunks(queue: asyncio.Queue[ReplyChunk]) -> AsyncIterator[ReplyChunk]:
     """The live chunks routed to this gateway, as an iterator."""
     while True:
@@ -41,27 +62,43 @@ async def queued_chunks(queue: asyncio.Queue[ReplyChunk]) -> AsyncIterator[Reply
 
 
 async def in_order(
-    chunks: AsyncIterator[ReplyChunk], *, after_seq: int = 0
+    chunks: AsyncIterator[ReplyChunk], after_seq: int = 0, floor: int = 1
 ) -> AsyncIterator[ReplyChunk]:
     """Chunks after `after_seq` in `seq` order, each once, ending with the terminal one.
 
-    A reader that already saw the terminal chunk gets it again, so every relay ends
-    with the turn's end, stop or error.
+    Only the newest attempt counts (at least `floor`): its `restart` chunk is always
+    passed on, even at or before `after_seq` (a reader cannot tell which attempt its
+    position was in; one that applied it already ignores it by its `attempt`), and
+    numbering goes on after it. A reader that already saw the terminal chunk gets it
+    again, so every relay ends with the turn's end, stop or error.
     """
+    attempt, announced = floor, 1  # newest attempt seen; newest whose restart was passed on
     next_seq = after_seq + 1
     early: dict[int, ReplyChunk] = {}
     async for chunk in chunks:
-        if chunk.seq < next_seq:
-            if not isinstance(chunk, DeltaChunk):
-                yield chunk
-                return
-            continue  # seen already, or a duplicate
-        early[chunk.seq] = chunk
-        while next_seq in early:
+        if chunk.attempt < attempt:
+            continue  # superseded
+        if chunk.attempt > attempt:
+            attempt = chunk.attempt
+            early = {seq: held for seq, held in early.items() if held.attempt == attempt}
+        if isinstance(chunk, RestartChunk):
+            if chunk.attempt <= announced:
+                continue  # a repeat
+            announced = chunk.attempt
+            next_seq = max(next_seq, chunk.seq + 1)
+            yield chunk
+        elif chunk.seq >= next_seq:
+            early[chunk.seq] = chunk
+        elif is_terminal(chunk) and chunk.attempt == announced:
+            yield chunk  # seen already: the end comes again
+            return
+        # An attempt's chunks wait for its restart (it is published first, so this
+        # only matters if a reader sees them out of order).
+        while attempt == announced and next_seq in early:
             ready = early.pop(next_seq)
             yield ready
             next_seq += 1
-            if not isinstance(ready, DeltaChunk):
+            if is_terminal(ready):
                 return
 
 
@@ -69,5 +106,6 @@ def turn_chunks(
     broker: NatsBroker, request_id: UUID, queue: asyncio.Queue[ReplyChunk], *, duplicate: bool
 ) -> AsyncIterator[ReplyChunk]:
     """A just-accepted turn's chunks in order: live from `queue`, or replayed for a resend."""
-    source = replay_chunks(broker, request_id) if duplicate else queued_chunks(queue)
-    return in_order(source)
+    if duplicate:
+        return replay_chunks(broker, request_id)
+    return in_order(queued_chunks(queue))

@@ -44,7 +44,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: State) -> dict[str, str]:
-    """Ready when NATS is connected and every stream exists."""
+    """Ready when NATS is connected and every stream exists, and not draining (SIGTERM)."""
+    if state.drain.draining:
+        raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, "unavailable", "shutting down")
     broker = state.broker
     try:
         if not broker.connection.is_connected:

@@ -37,14 +37,14 @@ class Resumer:
         self._conversations = conversations
 
     async def locate(
-        self, user_id: str, request_id: UUID
+        self, user_id: str, request_id: UUID, after_seq: int
     ) -> AsyncIterator[ReplyChunk] | ChatMessage | None:
-        """The turn's chunks, its stored answer, or None if it is not the user's (or gone)."""
+        """The turn's chunks after `after_seq`, its stored answer, or None if not the user's."""
         record = await self._records.get(request_id)
         if record is None or record.user_id != user_id:
             return None
         if await self._chunks_kept(request_id):
-            return replay_chunks(self._broker, request_id)
+            return replay_chunks(self._broker, request_id, after_seq=after_seq)
         conversation = await self._conversations.get(user_id, record.conversation_id)
         if conversation is not None:
             for message in conversation.messages:
@@ -52,7 +52,7 @@ class Resumer:
                     return ChatMessage(request_id=request_id, message=message)
         if utc_now() - record.accepted_at > timedelta(seconds=CHAT_CHUNKS.max_age_seconds):
             return None
-        return replay_chunks(self._broker, request_id)
+        return replay_chunks(self._broker, request_id, after_seq=after_seq)
 
     async def _chunks_kept(self, request_id: UUID) -> bool:
         js = self._broker.connection.jetstream()

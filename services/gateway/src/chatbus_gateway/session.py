@@ -1,15 +1,20 @@
-"""One authenticated WebSocket: reads frames, runs turns, relays chunks in order."""
+"""One authenticated WebSocket: reads frames, runs turns, relays chunks in order.
+
+While the gateway drains (SIGTERM, drain.py) new turns and resumes are refused with a
+retryable `unavailable`; the socket is closed with 1012 once nothing streams on it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from chatbus_contracts.chunks import ReplyChunk
 from chatbus_contracts.common import Model
-from chatbus_contracts.errors import ErrorCode
+from chatbus_contracts.errors import CLOSE_SERVICE_RESTART, ErrorCode
 from chatbus_contracts.ws import (
     ChatError,
     ChatMessage,
@@ -26,11 +31,12 @@ from nats.errors import Error as NatsError
 from opentelemetry.trace import Tracer
 
 from .auth import Identity
+from .drain import Drain
 from .frames import BadFrame, chunk_frame, parse_client_frame
-from .replay import in_order, turn_chunks
+from .replay import turn_chunks
 from .replies import ReplyRouter
 from .resume import Resumer
-from .stopping import request_stop
+from .stopping import Stopper
 from .turns import TurnAcceptor, TurnRefused
 
 logger = logging.getLogger(__name__)
@@ -48,6 +54,8 @@ class ChatSession:
         broker: NatsBroker,
         resumer: Resumer,
         tracer: Tracer,
+        stopper: Stopper,
+        drain: Drain,
     ) -> None:
         self._websocket = websocket
         self._identity = identity
@@ -57,8 +65,23 @@ class ChatSession:
         self._broker = broker
         self._resumer = resumer
         self._tracer = tracer
+        self._stopper = stopper
+        self._drain = drain
         self._send_lock = asyncio.Lock()
         self._turns: set[asyncio.Task[None]] = set()
+
+    @property
+    def streaming(self) -> bool:
+        """Whether a turn or a resume is being relayed on this socket."""
+        return bool(self._turns)
+
+    async def close_for_restart(self) -> None:
+        """Draining: stop relaying and close with 1012; the client resumes elsewhere."""
+        for task in self._turns:
+            task.cancel()
+        async with self._send_lock:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await self._websocket.close(CLOSE_SERVICE_RESTART, "the gateway is restarting")
 
     async def send(self, frame: Model) -> None:
         """Write one frame; writes from concurrent turns never interleave."""
@@ -86,7 +109,9 @@ class ChatSession:
         except BadFrame as bad:
             await self.send(bad.error)
             return
-        if isinstance(frame, ChatSend | ChatRegenerate):
+        if isinstance(frame, ChatSend | ChatRegenerate | ChatResume) and self._drain.draining:
+            await self.send(_draining(frame))
+        elif isinstance(frame, ChatSend | ChatRegenerate):
             self._spawn(self._turn(frame))
         elif isinstance(frame, ChatResume):
             self._spawn(self._resume(frame))
@@ -107,7 +132,7 @@ class ChatSession:
     async def _resume(self, resume: ChatResume) -> None:
         """The rest of a turn after `after_seq`, from any gateway, then its live tail."""
         try:
-            found = await self._resumer.locate(self._user_id, resume.request_id)
+            found = await self._resumer.locate(self._user_id, resume.request_id, resume.after_seq)
         except (NatsError, TimeoutError):
             await self.send(
                 ChatError(
@@ -129,11 +154,23 @@ class ChatSession:
         elif isinstance(found, ChatMessage):
             await self.send(found)
         else:
-            await self._relay(in_order(found, after_seq=resume.after_seq))
+            await self._relay(found)
 
     async def _stop(self, stop: ChatStop) -> None:
         """The `chat.stopped` frame follows on the turn's own stream."""
-        if not await request_stop(self._broker, stop.request_id, self._user_id, 2.0):
+        try:
+            stopping = await self._stopper.stop(stop.request_id, self._user_id)
+        except (NatsError, TimeoutError):
+            await self.send(
+                ChatError(
+                    request_id=stop.request_id,
+                    code=ErrorCode.UNAVAILABLE,
+                    message="the stop could not be recorded; stop again",
+                    retryable=True,
+                )
+            )
+            return
+        if not stopping:
             await self.send(
                 ChatError(
                     request_id=stop.request_id,
@@ -185,3 +222,13 @@ class ChatSession:
         """Send in-order chunks as frames (see `replay.in_order`)."""
         async for chunk in chunks:
             await self.send(chunk_frame(chunk))
+
+
+def _draining(frame: ChatSend | ChatRegenerate | ChatResume) -> ChatError:
+    """The answer to a new turn or resume while the gateway drains: send it again elsewhere."""
+    message = "this gateway is shutting down; send it again after reconnecting"
+    if isinstance(frame, ChatResume):
+        return ChatError(
+            request_id=frame.request_id, code=ErrorCode.UNAVAILABLE, message=message, retryable=True
+        )
+    return ChatError(id=frame.id, code=ErrorCode.UNAVAILABLE, message=message, retryable=True)

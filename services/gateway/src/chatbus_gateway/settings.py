@@ -20,7 +20,16 @@ class GatewaySettings(ServiceSettings):
     max_content_bytes: int = Field(default=32 * 1024, ge=1)
     auth_timeout_seconds: float = 5.0
     query_timeout_seconds: float = 10.0
+    embeddings_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="POST /v1/embeddings: one part's answer may take this long."
+    )
     publish_timeout_seconds: float = 5.0
+    drain_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description="On SIGTERM, how long open streams keep relaying before their sockets "
+        "are closed with 1012 (clients resume elsewhere).",
+    )
     budgets: dict[str, Decimal] = Field(
         default_factory=dict,
         description="Monthly USD budget per role (the same CHATBUS_BUDGETS inference enforces).",

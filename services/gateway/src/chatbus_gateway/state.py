@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chatbus_contracts import subjects
 from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER
@@ -15,6 +15,8 @@ from opentelemetry.trace import Tracer
 
 from .auth import ApiKeyVerifier, Authenticator, TokenVerifier
 from .conversations import ConversationClient
+from .drain import Drain
+from .embeddings import EmbeddingsClient
 from .limits import RateLimiter
 from .live import UserSockets
 from .records import TurnRecords
@@ -34,12 +36,15 @@ class GatewayState:
     router: ReplyRouter
     authenticator: Authenticator
     conversations: ConversationClient
+    embeddings: EmbeddingsClient
+    limiter: RateLimiter
     acceptor: TurnAcceptor
     records: TurnRecords
     resumer: Resumer
     sockets: UserSockets
     budgets: Bucket
     tracer: Tracer
+    drain: Drain = field(default_factory=Drain)  # set off by SIGTERM (drain.py)
 
 
 def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> GatewayState:
@@ -59,6 +64,7 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
         await sockets.push(msg.raw_message.subject, msg.body)
 
     conversations = ConversationClient(broker, settings.query_timeout_seconds)
+    limiter = RateLimiter(broker, settings.rate_limits)
     records = TurnRecords(broker)
     return GatewayState(
         settings=settings,
@@ -70,12 +76,14 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
             ApiKeyVerifier(broker),
         ),
         conversations=conversations,
+        embeddings=EmbeddingsClient(broker, settings.embeddings_timeout_seconds),
+        limiter=limiter,
         acceptor=TurnAcceptor(
             broker,
             router,
             conversations,
             records,
-            RateLimiter(broker, settings.rate_limits),
+            limiter,
             gateway_id=gateway_id,
             max_content_bytes=settings.max_content_bytes,
             publish_timeout_seconds=settings.publish_timeout_seconds,

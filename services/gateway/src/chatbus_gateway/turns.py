@@ -210,6 +210,7 @@ class TurnAcceptor:
                 "system": send.system,
                 "temperature": send.temperature,
                 "max_tokens": send.max_tokens,
+                "memory": send.memory,
                 "reply_subject": subjects.chat_chunks_subject(self._gateway_id, request_id),
                 **anchors,
             }

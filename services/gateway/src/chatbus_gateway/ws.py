@@ -1,19 +1,31 @@
-"""The WebSocket endpoint `/v1/ws`: authenticate, then hand the socket to a `ChatSession`."""
+"""The WebSocket endpoint `/v1/ws`: authenticate, then hand the socket to a `ChatSession`.
+
+A draining gateway (drain.py) refuses the upgrade with HTTP 503, so a reconnecting
+client backs off and tries again, reaching another replica.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
-from chatbus_contracts.errors import CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHENTICATED
+from chatbus_contracts.errors import (
+    CLOSE_SERVICE_RESTART,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHENTICATED,
+)
 from chatbus_contracts.ws import AuthFrame
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from .auth import CredentialStoreUnavailable, InvalidToken, bearer_token
 from .session import ChatSession
 from .state import GatewayState
+from .stopping import Stopper
 
 router = APIRouter()
+# How long a `chat.stop` waits for the replica that streams the turn to answer.
+STOP_TIMEOUT_SECONDS = 2.0
 
 
 async def _first_frame_token(websocket: WebSocket, wait_seconds: float) -> str | None:
@@ -29,6 +41,9 @@ async def _first_frame_token(websocket: WebSocket, wait_seconds: float) -> str |
 async def chat_socket(websocket: WebSocket) -> None:
     """Authenticate by header or first frame (close 4401 on failure), then serve frames."""
     state: GatewayState = websocket.app.state.gateway
+    if state.drain.draining:
+        await _refuse_draining(websocket)
+        return
     await websocket.accept()
     token = bearer_token(websocket.headers.get("authorization"))
     if token is None:
@@ -52,9 +67,24 @@ async def chat_socket(websocket: WebSocket) -> None:
         state.broker,
         state.resumer,
         state.tracer,
+        Stopper(state.broker, state.records, STOP_TIMEOUT_SECONDS),
+        state.drain,
     )
     state.sockets.add(user_id, session)
+    state.drain.add(session)
     try:
         await session.run()
     finally:
         state.sockets.remove(user_id, session)
+        state.drain.discard(session)
+
+
+async def _refuse_draining(websocket: WebSocket) -> None:
+    """HTTP 503 instead of the upgrade (a close before accept where the server cannot)."""
+    body = {"error": {"code": "unavailable", "message": "the gateway is shutting down"}}
+    try:
+        await websocket.send_denial_response(
+            JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        )
+    except RuntimeError:  # no denial-response extension
+        await websocket.close(code=CLOSE_SERVICE_RESTART)

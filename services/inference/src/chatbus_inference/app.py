@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from chatbus_contracts import subjects
@@ -9,15 +10,20 @@ from chatbus_contracts.commands import GenerateReply, StopAcknowledged, StopGene
 from chatbus_contracts.queries import ListModels, ModelList
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
+from chatbus_runtime.deadletters import dead_letter_office
+from chatbus_runtime.pricing import install_price_overrides
 from faststream import AckPolicy
 from faststream.nats import NatsBroker, NatsMessage
+from nats.errors import Error as NatsError
 from opentelemetry.sdk.trace import TracerProvider
 
 from .budgets import BudgetBook
 from .catalogue import load_catalogue
-from .pricing import install_price_overrides
+from .dead_letters import DeadLetteredTurns
+from .memory import Memory
 from .providers.registry import configured_providers
 from .routing import ProviderRouter
+from .running import Outcome
 from .settings import InferenceSettings
 from .titles import TitleWriter
 from .turn import TurnRunner
@@ -56,26 +62,40 @@ class InferenceService:
                 settings.budgets,
                 reservation_seconds=settings.total_timeout_seconds + 60,
             ),
+            memory=Memory(
+                self.broker,
+                top_k=settings.memory_top_k,
+                min_similarity=settings.memory_min_similarity,
+                timeout_seconds=settings.memory_timeout_seconds,
+            ),
         )
         self._wire()
 
     def _wire(self) -> None:
         broker, runner, router = self.broker, self.runner, self.router
         subscription = durable_subscription(INFERENCE_CONSUMER, ack_policy=AckPolicy.MANUAL)
+        # A request given up on still ends its turn for the client.
+        dead_letter_office(broker).on_dead_letter(
+            INFERENCE_CONSUMER, DeadLetteredTurns(broker).end_turn
+        )
 
         # max_workers bounds concurrent turns; when all are busy the subscriber stops
         # fetching, so another replica pulls the next request.
-        @broker.subscriber(**subscription, max_workers=self.settings.max_concurrent_turns)
+        self._requests = broker.subscriber(
+            **subscription, max_workers=self.settings.max_concurrent_turns
+        )
+        self._handed_back: list[NatsMessage] = []
+        handed_back = self._handed_back
+
+        @self._requests
         async def on_request(request: GenerateReply, msg: NatsMessage) -> None:
-            try:
-                await runner.run(request, msg)
-            except Exception:
-                logger.exception(
-                    "turn %s failed on infrastructure; redelivering", request.request_id
-                )
-                await msg.nack(delay=1)
-                return
-            await msg.ack()
+            # An infrastructure failure propagates: NakWithBackoff redelivers the request
+            # with backoff, and dead-letters it on the last delivery.
+            outcome = await runner.run(request, msg)
+            if outcome is Outcome.ACK:
+                await msg.ack()
+            elif outcome is Outcome.HAND_BACK:
+                handed_back.append(msg)  # nak'ed once this replica stopped pulling (stop)
 
         # Every replica hears every stop; only the one streaming the turn answers.
         @broker.subscriber(subjects.CHAT_CANCEL_ALL, no_reply=True)
@@ -93,5 +113,20 @@ class InferenceService:
         logger.info("inference started; default model %s", self.router.default_model)
 
     async def stop(self) -> None:
-        """Stop pulling; FastStream waits for running turns up to its graceful timeout."""
+        """SIGTERM: stop pulling, let running turns finish for `drain_seconds`, hand back the rest.
+
+        Clearing FastStream's `running` flag ends its pull loop after the current fetch
+        (a request fetched in that moment is dropped unacknowledged and comes back after
+        the ack wait). The handed-back requests are nak'ed only once the pull subscription
+        is gone: its last pull request would otherwise take them straight back.
+        """
+        self._requests.running = False
+        await self.runner.drain(self.settings.drain_seconds)
+        await self._requests.stop()
+        for msg in self._handed_back:
+            with contextlib.suppress(NatsError):
+                await msg.nack()  # at once: another replica runs it again
+        # Acks and naks are fire-and-forget publishes: see them through before closing.
+        with contextlib.suppress(NatsError, TimeoutError):
+            await self.broker.connection.flush(timeout=5)
         await self.broker.stop()

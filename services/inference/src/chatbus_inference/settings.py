@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+from chatbus_runtime.pricing import ModelPrice
 from chatbus_runtime.settings import ServiceSettings
 from pydantic import AliasChoices, Field, SecretStr
 
-from .pricing import ModelPrice
 from .resilience import RetryPolicy, StreamTimeouts
 
 
@@ -25,11 +25,22 @@ class InferenceSettings(ServiceSettings):
     )
     models_file: Path | None = Field(default=None, description="TOML model catalogue.")
     max_concurrent_turns: int = Field(default=64, ge=1)
+    drain_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description="On SIGTERM, how long running turns may finish before they are handed "
+        "back to other replicas.",
+    )
     history_timeout_seconds: float = 10.0
     title_model: str | None = Field(
         default=None, description="Model that titles new conversations; None: the turn's model."
     )
     title_timeout_seconds: float = Field(default=20.0, gt=0)
+    memory_top_k: int = Field(default=3, ge=1, le=20, description="Retrieval memory: messages.")
+    memory_min_similarity: float = Field(default=0.35, ge=-1, le=1)
+    memory_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Without an answer by then, the turn goes on without."
+    )
     demo_token_delay_ms: float = Field(default=15.0, ge=0)
 
     max_retries: int = Field(default=2, ge=0)

@@ -1,6 +1,9 @@
 """One chat turn: history, user message, streamed answer (with retries and fallback), events.
 
-    run(request)
+    run(request, delivery)
+      earlier attempts ── the newest stored chunk: go on (a retry first publishes a
+                          restart chunk), or the turn ended already, or this delivery
+                          is stale (attempts.py)
       plan     ── conversation.query.history: the branch and settings (plan.py)
       user message.created (+ conversation.created for a new conversation;
                             none for a regenerate)
@@ -14,7 +17,10 @@
       the first answer of an untitled conversation → a generated title (titles.py)
 
 Every event id is derived from the request id, so a redelivered turn republishes the
-same events and JetStream drops the duplicates.
+same events and JetStream drops the duplicates. Nothing of an attempt's answer is
+stored before it finished, so a dead replica leaves only chunks, which readers drop
+once the next attempt's restart chunk arrives. A stop asked for before generation
+(running.py, stop_marks.py) ends the turn as stopped without an answer.
 """
 
 from __future__ import annotations
@@ -36,9 +42,11 @@ from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import publish_event
 from faststream.nats import NatsBroker, NatsMessage
 
+from .attempts import Verdict, announce_restart, attempt_of, look_back
 from .billing import estimate_usage, usage_recorded
 from .budgets import BudgetBook, worst_case_cost
 from .keepalive import in_progress_while
+from .memory import Memory
 from .plan import TurnPlan, plan_turn
 from .prompt import trim_to_window
 from .providers.base import (
@@ -51,6 +59,8 @@ from .providers.base import (
 )
 from .resilience import RetryPolicy, StreamTimeouts, stream_with_retries
 from .routing import ProviderRouter, Route, tool_routes
+from .running import Outcome, Phase, RunningTurn, RunningTurns
+from .stop_marks import StopMarks
 from .titles import TitleWriter
 
 logger = logging.getLogger(__name__)
@@ -58,12 +68,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class _Progress:
-    """What has been streamed so far, by which route, for which plan."""
+    """What this attempt has streamed so far, by which route, for which plan."""
 
+    attempt: int = 1
     plan: TurnPlan | None = None
     route: Route | None = None
     prompt: list[PromptMessage] = field(default_factory=list)
-    seq: int = 0
+    seq: int = 0  # of the last chunk published, by this attempt or an earlier one
     parts: list[str] = field(default_factory=list)
     reserved: bool = False  # a budget reservation is held for the turn
 
@@ -71,14 +82,10 @@ class _Progress:
     def text(self) -> str:
         return "".join(self.parts)
 
-
-@dataclass
-class _Running:
-    """A turn this replica is streaming, so `chat.stop` can find it."""
-
-    user_id: str
-    task: asyncio.Task[None]
-    stop_requested: bool = False
+    @property
+    def streamed(self) -> bool:
+        """Whether this attempt has sent any text."""
+        return bool(self.parts)
 
 
 class TurnRunner:
@@ -94,58 +101,112 @@ class TurnRunner:
         timeouts: StreamTimeouts,
         titles: TitleWriter,
         budgets: BudgetBook,
+        memory: Memory | None,
     ) -> None:
         self._broker = broker
+        self._memory = memory
         self._budgets = budgets
         self._titles = titles
         self._router = router
         self._history_timeout = history_timeout_seconds
         self._retry_policy = retry_policy
         self._timeouts = timeouts
-        self._running: dict[UUID, _Running] = {}
+        self._turns = RunningTurns()
+        self._stop_marks = StopMarks(broker)
 
     def stop(self, request_id: UUID, user_id: str) -> bool:
-        """Cancel a turn streaming here; False if it is not here or not the user's."""
-        running = self._running.get(request_id)
-        if running is None or running.user_id != user_id:
-            return False
-        running.stop_requested = True
-        running.task.cancel()
-        return True
+        """Stop a turn running here; False if it is not here, not the user's, or storing."""
+        return self._turns.stop(request_id, user_id)
 
-    async def run(self, request: GenerateReply, msg: NatsMessage) -> None:
-        """Run one turn to its end; raises only for infrastructure failures."""
-        started = time.monotonic()
-        progress = _Progress()
-        try:
-            plan = progress.plan = await plan_turn(self._broker, request, self._history_timeout)
-        except ProviderError as error:
-            await self._fail(request, progress, error)
-            return
-        await self._publish_user_message(request, plan)
-        task = asyncio.current_task()
-        assert task is not None
-        running = self._running[request.request_id] = _Running(request.user_id, task)
+    async def drain(self, seconds: float) -> None:
+        """Shutting down: let running turns finish for `seconds`, then hand them back."""
+        await self._turns.drain(seconds)
+
+    async def run(self, request: GenerateReply, msg: NatsMessage) -> Outcome:
+        """Run this delivery of a turn; raises only for infrastructure failures.
+
+        `in_progress` keeps the ack deadline moving for the whole turn, so only the
+        request of a replica that died (or handed it back) is delivered again.
+        """
+        if self._turns.draining:
+            return Outcome.HAND_BACK
+        running = self._turns.start(request.request_id, request.user_id)
         try:
             async with in_progress_while(msg, INFERENCE_CONSUMER.ack_wait_seconds / 3):
-                finished = await self._generate(request, plan, progress)
-        except asyncio.CancelledError:
-            if not running.stop_requested:
-                raise
-            task.uncancel()
-            await self._stopped(request, progress, started)
-            return
-        except ProviderError as error:
-            await self._fail(request, progress, error)
-            return
+                return await self._attempt(request, running, _Progress(attempt_of(msg)))
         finally:
-            self._running.pop(request.request_id, None)
-        assert progress.route is not None
+            self._turns.end(request.request_id, running)
+
+    async def _attempt(
+        self, request: GenerateReply, running: RunningTurn, progress: _Progress
+    ) -> Outcome:
+        started = time.monotonic()
+        try:
+            if (ended := await self._begin(request, progress)) is not None:
+                return ended
+            plan = progress.plan = await plan_turn(
+                self._broker, request, self._history_timeout, self._memory
+            )
+            await self._publish_user_message(request, plan)
+            running.stop_requested |= await self._stop_marks.marked(request.request_id)
+            if running.stop_requested:  # asked for before anything was generated
+                running.phase = Phase.FINISHING
+                await self._stopped(request, progress, started)
+                return Outcome.ACK
+            running.phase = Phase.GENERATING
+            finished = await self._generate(request, plan, progress)
+        except asyncio.CancelledError:
+            if not (running.stop_requested or running.handed_back):
+                raise
+            running.task.uncancel()
+            if not running.stop_requested:
+                return Outcome.HAND_BACK
+            running.phase = Phase.FINISHING
+            await self._stopped(request, progress, started)
+            return Outcome.ACK
+        except ProviderError as error:
+            running.phase = Phase.FINISHING
+            await self._fail(request, progress, error)
+            return Outcome.ACK
+        running.phase = Phase.FINISHING
+        return await self._finish(request, running, progress, finished, started)
+
+    async def _begin(self, request: GenerateReply, progress: _Progress) -> Outcome | None:
+        """Judge this delivery by the stored chunks; a retry announces its restart first."""
+        looked = await look_back(self._broker, request, progress.attempt)
+        if looked.verdict is Verdict.ENDED:
+            return Outcome.ACK
+        if looked.verdict is Verdict.STALE:
+            return Outcome.DROP
+        progress.seq = looked.seq
+        if progress.attempt > 1:
+            progress.seq += 1
+            await announce_restart(self._broker, request, progress.attempt, progress.seq)
+        return None
+
+    async def _finish(
+        self,
+        request: GenerateReply,
+        running: RunningTurn,
+        progress: _Progress,
+        finished: Finished,
+        started: float,
+    ) -> Outcome:
+        """Store the answer, unless a newer delivery took the request over; then title it."""
+        if (await look_back(self._broker, request, progress.attempt)).verdict is Verdict.STALE:
+            return Outcome.DROP
+        assert progress.route is not None and progress.plan is not None
         await self._complete(request, progress.route, progress, finished, started)
-        if plan.wants_title:
-            # Still holding the request: keep its ack deadline moving while titling.
-            async with in_progress_while(msg, INFERENCE_CONSUMER.ack_wait_seconds / 3):
-                await self._titles.write(request, progress.route, progress.text)
+        if not progress.plan.wants_title:
+            return Outcome.ACK
+        running.phase = Phase.TITLING
+        try:
+            await self._titles.write(request, progress.route, progress.text)
+        except asyncio.CancelledError:
+            if not running.handed_back:
+                raise
+            running.task.uncancel()  # shutting down: the answer is stored, the title skipped
+        return Outcome.ACK
 
     async def _publish_user_message(self, request: GenerateReply, plan: TurnPlan) -> None:
         if request.regenerate:
@@ -207,7 +268,7 @@ class TurnRunner:
                 return await self._relay(request, events, progress)
             except ProviderError as error:
                 last = index == len(routes) - 1
-                if progress.seq > 0 or not error.retryable or last:
+                if progress.streamed or not error.retryable or last:
                     raise
                 logger.warning(
                     "%s failed (%s); falling back to %s",
@@ -224,7 +285,12 @@ class TurnRunner:
             if isinstance(event, TextDelta):
                 progress.seq += 1
                 progress.parts.append(event.text)
-                chunk = DeltaChunk(request_id=request.request_id, seq=progress.seq, text=event.text)
+                chunk = DeltaChunk(
+                    request_id=request.request_id,
+                    seq=progress.seq,
+                    attempt=progress.attempt,
+                    text=event.text,
+                )
                 await self._broker.publish(chunk, request.reply_subject)
             else:
                 assert isinstance(event, Finished)
@@ -234,7 +300,7 @@ class TurnRunner:
     async def _publish_assistant(
         self,
         request: GenerateReply,
-        parent_id: UUID,
+        plan: TurnPlan,
         route: Route,
         content: str,
         usage: TokenUsage,
@@ -256,7 +322,7 @@ class TurnRunner:
                 request_id=request.request_id,
                 role="assistant",
                 content=content,
-                parent_id=parent_id,
+                parent_id=plan.assistant_parent_id,
                 created_at=utc_now(),
                 model=model,
                 provider=route.provider.name,
@@ -264,6 +330,7 @@ class TurnRunner:
                 cost_usd=recorded.cost_usd,
                 finish_reason=finish_reason,
                 latency_ms=latency_ms,
+                context_message_ids=plan.context_message_ids,
             ),
         )
         await publish_event(self._broker, recorded)
@@ -280,7 +347,7 @@ class TurnRunner:
         assert progress.plan is not None
         cost, latency_ms = await self._publish_assistant(
             request,
-            progress.plan.assistant_parent_id,
+            progress.plan,
             route,
             progress.text,
             finished.usage,
@@ -291,6 +358,7 @@ class TurnRunner:
         end = EndChunk(
             request_id=request.request_id,
             seq=progress.seq + 1,
+            attempt=progress.attempt,
             message_id=request.assistant_message_id,
             finish_reason=finished.finish_reason,
             usage=finished.usage,
@@ -309,7 +377,7 @@ class TurnRunner:
             usage = estimate_usage(progress.prompt, progress.parts)
             await self._publish_assistant(
                 request,
-                progress.plan.assistant_parent_id,
+                progress.plan,
                 progress.route,
                 progress.text,
                 usage,
@@ -320,6 +388,7 @@ class TurnRunner:
         stopped = StoppedChunk(
             request_id=request.request_id,
             seq=progress.seq + 1,
+            attempt=progress.attempt,
             message_id=request.assistant_message_id,
         )
         await self._broker.publish(stopped, request.reply_subject)
@@ -330,7 +399,7 @@ class TurnRunner:
         logger.warning("turn %s failed: %s", request.request_id, error)
         route = progress.route
         usage = error.partial_usage
-        if usage is None and progress.seq > 0:
+        if usage is None and progress.streamed:
             usage = estimate_usage(progress.prompt, progress.parts)
         await publish_event(
             self._broker,
@@ -361,6 +430,7 @@ class TurnRunner:
         chunk = ErrorChunk(
             request_id=request.request_id,
             seq=progress.seq + 1,
+            attempt=progress.attempt,
             code=error.code,
             message=error.message,
             retryable=error.retryable,

@@ -1,9 +1,11 @@
 """`chatbus chat`: talk to a gateway from the terminal, one line per question.
 
 Every line read from stdin is a question in the current conversation, and its answer
-streams to stdout as it arrives. A line that starts with `/` is a command (`/help`).
-Ctrl-C during an answer stops the generation (the partial answer is kept), and the
-prompt comes back. Ctrl-C at the prompt, EOF or `/quit` ends the session.
+streams to stdout as it arrives. If the answer starts over (the server lost the
+replica that was writing it), a `[restarted]` line says so and the new answer follows.
+A line that starts with `/` is a command (`/help`). Ctrl-C during an answer stops the
+generation (the partial answer is kept), and the prompt comes back. Ctrl-C at the
+prompt, EOF or `/quit` ends the session.
 
 On a terminal the prompt, the conversation list and a footer under each answer are
 drawn with rich. Otherwise the output is plain text, for scripts and tests.
@@ -242,7 +244,11 @@ class ChatSession:
             self._interrupt_pending = False
             self._stop(stream, stopping)
         try:
+            restarts = 0
             async for piece in stream:
+                if stream.restarts != restarts:  # the answer so far was dropped
+                    restarts = stream.restarts
+                    self._screen.say("[restarted: the answer starts over]", style="yellow")
                 self._screen.write(piece)
             turn = stream.result
         except ChatbusError as error:

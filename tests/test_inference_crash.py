@@ -1,0 +1,94 @@
+"""An inference replica killed mid-answer: another one answers again, and nobody sees both."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chatbus_client import ChatbusClient
+from websockets.asyncio.client import connect
+
+from .stack import Stack, service_process
+from .wsclient import receive, send
+
+pytestmark = pytest.mark.integration
+
+DOOMED = " ".join(f"doomed{i}" for i in range(300))  # 15 s at 50 ms a token
+ANSWER = " ".join(f"final{i}" for i in range(60))
+
+
+async def _replayed(stack: Stack, user: str, request_id: uuid.UUID, after_seq: int) -> list[Any]:
+    """Every frame a `chat.resume` delivers, up to the end of the turn."""
+    headers = {"Authorization": f"Bearer {stack.token(user)}"}
+    frames = []
+    async with connect(stack.ws_url, additional_headers=headers) as ws:
+        resume = {"type": "chat.resume", "request_id": str(request_id), "after_seq": after_seq}
+        await send(ws, resume)
+        while (frame := await receive(ws))["type"] not in ("chat.end", "chat.error"):
+            frames.append(frame)
+        frames.append(frame)
+    return frames
+
+
+async def test_a_replica_killed_mid_answer_restarts_it_on_another(
+    stack: Stack, tmp_path: Path
+) -> None:
+    user = f"crash-{uuid.uuid4().hex[:6]}"
+    stack.emulator.reset()
+    stack.emulator.script(
+        {"reply": DOOMED, "inter_token_delay_ms": 50},
+        {"reply": ANSWER, "inter_token_delay_ms": 5},
+    )
+    async with ChatbusClient(stack.gateway_url, stack.token(user)) as client:
+        with service_process(stack, "chatbus-inference", tmp_path) as doomed:
+            async with stack.without_inference():  # the request can only go to `doomed`
+                stream = client.chat("tell me everything")
+                async with asyncio.timeout(30):  # includes the replica's start-up
+                    seen = [await anext(stream) for _ in range(3)]
+            # The in-process replica is back; the one answering dies without a word.
+            doomed.signal(signal.SIGKILL)
+            await doomed.exited(within_seconds=10)
+            rest: list[str] = []  # what a UI shows once the answer started over
+            async with asyncio.timeout(60):  # the ack wait (10 s), then the new answer
+                async for piece in stream:
+                    if stream.restarts:  # before it, the dead replica's last pieces
+                        rest.append(piece)
+        turn = stream.result
+
+    assert "".join(seen).split() == DOOMED.split()[:3]
+    assert stream.restarts == 1
+    assert turn.text == ANSWER and "".join(rest) == ANSWER  # only the new answer's pieces
+    assert turn.end is not None and turn.end.finish_reason == "stop"
+
+    async def stored() -> bool:
+        rows = await stack.fetch(
+            "SELECT role, content FROM conversation.messages WHERE conversation_id = $1",
+            turn.conversation_id,
+        )
+        return len(rows) == 2
+
+    await stack.wait_for(stored)
+    rows = await stack.fetch(
+        "SELECT id, role, content FROM conversation.messages WHERE conversation_id = $1 "
+        "ORDER BY created_at",
+        turn.conversation_id,
+    )
+    assert [(row["role"], row["content"]) for row in rows] == [
+        ("user", "tell me everything"),
+        ("assistant", ANSWER),
+    ]
+    assert rows[1]["id"] == turn.assistant_message_id
+
+    # A resume from the start, or from inside the dead attempt, gets the final attempt only.
+    for after_seq in (0, 2):
+        frames = await _replayed(stack, user, turn.request_id, after_seq)
+        restart, deltas, end = frames[0], frames[1:-1], frames[-1]
+        assert (restart["type"], restart["attempt"]) == ("chat.restart", 2)
+        first = restart["seq"] + 1
+        assert [d["seq"] for d in deltas] == list(range(first, first + len(deltas)))
+        assert "".join(d["text"] for d in deltas) == ANSWER
+        assert (end["type"], end["message_id"]) == ("chat.end", str(turn.assistant_message_id))
