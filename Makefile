@@ -15,12 +15,13 @@ ifneq ($(strip $(PIP_LINKS)),)
 export UV_FIND_LINKS ?= $(PIP_LINKS)
 endif
 
-.PHONY: help install dev test test-unit lint format clean
+.PHONY: help install dev test test-unit lint format clean bench
 
 help:
 	@echo "make dev     run the whole system on the embedded default (NATS + Postgres from wheels)"
 	@echo "make test    install everything, then run every test (real nats-server and Postgres)"
 	@echo "make lint    ruff and mypy"
+	@echo "make bench   benchmark chatbus against calling the provider directly (docs/benchmarks.md)"
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
@@ -42,6 +43,9 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy libs/*/src services/*/src tools/*/src
+
+bench: install
+	$(VENV)/bin/chatbus-bench
 
 format: install
 	$(VENV)/bin/ruff check --fix .
