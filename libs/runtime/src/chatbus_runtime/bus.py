@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from functools import partial
 from typing import Any
 
@@ -41,6 +42,8 @@ _RETENTION = {
     "interest": api.RetentionPolicy.INTEREST,
 }
 _STORAGE = {"file": api.StorageType.FILE, "memory": api.StorageType.MEMORY}
+# Replicas of every stream and bucket a broker declares (CHATBUS_STREAM_REPLICAS).
+_replicas: weakref.WeakKeyDictionary[NatsBroker, int] = weakref.WeakKeyDictionary()
 
 
 def create_broker(
@@ -62,10 +65,11 @@ def create_broker(
     )
     office = open_dead_letter_office(broker, RedeliveryPolicy.from_settings(settings))
     broker.add_middleware(partial(NakWithBackoff, office=office))
+    _replicas[broker] = settings.stream_replicas
     return broker
 
 
-def stream_config(spec: StreamSpec) -> api.StreamConfig:
+def stream_config(spec: StreamSpec, replicas: int = 1) -> api.StreamConfig:
     """The nats-py config of a stream declared in contracts."""
     return api.StreamConfig(
         name=spec.name,
@@ -75,7 +79,7 @@ def stream_config(spec: StreamSpec) -> api.StreamConfig:
         storage=_STORAGE[spec.storage],
         max_age=spec.max_age_seconds,
         duplicate_window=spec.duplicate_window_seconds,
-        num_replicas=1,
+        num_replicas=replicas,
     )
 
 
@@ -83,7 +87,7 @@ async def declare_streams(broker: NatsBroker, specs: tuple[StreamSpec, ...] = AL
     """Create or update every stream; safe to run from every replica at every start."""
     js = broker.connection.jetstream()
     for spec in specs:
-        config = stream_config(spec)
+        config = stream_config(spec, _replicas.get(broker, 1))
         try:
             await js.update_stream(config)
         except NotFoundError:
@@ -94,7 +98,7 @@ async def declare_buckets(broker: NatsBroker, specs: tuple[BucketSpec, ...] = AL
     """Create every key-value bucket that does not exist yet."""
     js = broker.connection.jetstream()
     for spec in specs:
-        await ensure_bucket(js, spec)
+        await ensure_bucket(js, spec, _replicas.get(broker, 1))
 
 
 class Bucket:
@@ -112,8 +116,8 @@ class Bucket:
         return self._kv
 
 
-async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> KeyValue:
-    """The bucket of `spec`, created first if it does not exist."""
+async def ensure_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int = 1) -> KeyValue:
+    """The bucket of `spec`, created first (with `replicas`) if it does not exist."""
     try:
         return await js.key_value(spec.name)
     except BucketNotFoundError:
@@ -124,6 +128,7 @@ async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> KeyValue:
                 ttl=spec.ttl_seconds,
                 history=1,
                 storage=api.StorageType.FILE,
+                replicas=replicas,
             )
         )
 

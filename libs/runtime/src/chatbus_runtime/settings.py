@@ -25,6 +25,13 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Replicas of every JetStream stream and key-value bucket (3 in a "
+        "production cluster); applied when they are declared at start-up.",
+    )
     max_deliver: int | None = Field(
         default=None,
         ge=1,

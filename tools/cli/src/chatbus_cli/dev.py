@@ -80,6 +80,9 @@ class DevOptions:
     nats_port: int = DEFAULT_NATS_PORT
     postgres_port: int = DEFAULT_POSTGRES_PORT
     ready_timeout: float = 120.0
+    # JetStream fsyncs at least this often: an OS crash or power loss loses at most this
+    # much acknowledged data (nats-server's own default is 2 minutes).
+    nats_sync_interval: str = "1s"
 
 
 def service_env(
@@ -229,7 +232,11 @@ class DevStack:
         if self.settings.nats_url is not None:
             self.say("using the NATS server of CHATBUS_NATS_URL")
             return self.settings.nats_url
-        nats = EmbeddedNats(self.data_dir / "nats", port=self.options.nats_port)
+        nats = EmbeddedNats(
+            self.data_dir / "nats",
+            port=self.options.nats_port,
+            sync_interval=self.options.nats_sync_interval,
+        )
         self.say(f"starting nats-server on port {nats.port} (log: {nats.log_file})")
         try:
             nats.start()

@@ -501,13 +501,17 @@ class EmbeddedNats(_ManagedServer):
         host: str = "127.0.0.1",
         *,
         monitor_port: int | None = None,
+        sync_interval: str | None = None,
     ) -> None:
         """Describe the server; nothing runs until `start()`. `port=None` picks a free port.
 
         `monitor_port` enables the HTTP monitoring endpoint (`/healthz`, `/jsz`, ...).
+        `sync_interval` ("always", "1s", ...) is how often JetStream fsyncs; None keeps
+        nats-server's default of 2 minutes (see docs/architecture.md, JetStream settings).
         """
         super().__init__(data_dir, port, host)
         self.monitor_port = monitor_port
+        self.sync_interval = sync_interval
 
     @property
     def url(self) -> str:
@@ -568,6 +572,10 @@ class EmbeddedNats(_ManagedServer):
         ]
         if self.monitor_port is not None:
             argv += ["-m", str(self.monitor_port)]
+        if self.sync_interval is not None:
+            config = self.data_dir / "nats-server.conf"
+            config.write_text(f'jetstream {{\n  sync_interval: "{self.sync_interval}"\n}}\n')
+            argv += ["-c", str(config)]
         offset = _file_size(self.log_file)
         # stdout/stderr go to the same file as `-l`: errors before logging is set up (bad flags,
         # Go panics) would otherwise be lost. Both sides open it O_APPEND, so lines don't clash.
