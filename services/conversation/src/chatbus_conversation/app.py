@@ -98,8 +98,11 @@ class ConversationService:
 
     def _wire_queries(self) -> None:
         broker, store, barrier = self.broker, self.store, self.barrier
+        # Without max_workers a subscriber answers one message of its subject at a time:
+        # one history query waiting for its events would hold up every other.
+        workers = self.settings.query_workers
 
-        @broker.subscriber(subjects.CONVERSATION_QUERY_LIST, queue=QUEUE)
+        @broker.subscriber(subjects.CONVERSATION_QUERY_LIST, queue=QUEUE, max_workers=workers)
         async def list_conversations(query: ListConversations) -> ConversationPage | Refused:
             try:
                 return await store.list_conversations(query.user_id, query.limit, query.cursor)
@@ -108,7 +111,7 @@ class ConversationService:
                     code="invalid_request", message="not a cursor of this list", field="cursor"
                 )
 
-        @broker.subscriber(subjects.CONVERSATION_QUERY_GET, queue=QUEUE)
+        @broker.subscriber(subjects.CONVERSATION_QUERY_GET, queue=QUEUE, max_workers=workers)
         async def get_conversation(query: GetConversation) -> ConversationFound:
             found = await store.get_conversation(
                 query.user_id, query.conversation_id, include_messages=query.include_messages
@@ -120,7 +123,7 @@ class ConversationService:
                 )
             return ConversationFound(conversation=found)
 
-        @broker.subscriber(subjects.CONVERSATION_QUERY_HISTORY, queue=QUEUE)
+        @broker.subscriber(subjects.CONVERSATION_QUERY_HISTORY, queue=QUEUE, max_workers=workers)
         async def get_history(query: GetHistory) -> HistoryReply:
             if query.new_conversation:
                 settings = await store.new_conversation_settings(query.user_id)
@@ -143,30 +146,31 @@ class ConversationService:
                 caught_up=caught_up,
             )
 
-        @broker.subscriber(subjects.CONVERSATION_QUERY_SEARCH, queue=QUEUE)
+        @broker.subscriber(subjects.CONVERSATION_QUERY_SEARCH, queue=QUEUE, max_workers=workers)
         async def search(query: SearchMessages) -> SearchResults:
             return await search_messages(self.engine, query)
 
-        @broker.subscriber(subjects.PREFERENCES_QUERY_GET, queue=QUEUE)
+        @broker.subscriber(subjects.PREFERENCES_QUERY_GET, queue=QUEUE, max_workers=workers)
         async def get_preferences(query: GetPreferences) -> Preferences:
             return await store.preferences(query.user_id)
 
     def _wire_commands(self) -> None:
         broker, commands = self.broker, self.commands
+        workers = self.settings.query_workers
 
-        @broker.subscriber(subjects.CONVERSATION_COMMAND_CREATE, queue=QUEUE)
+        @broker.subscriber(subjects.CONVERSATION_COMMAND_CREATE, queue=QUEUE, max_workers=workers)
         async def create(command: CreateConversation) -> ConversationChanged:
             return await commands.create(command)
 
-        @broker.subscriber(subjects.CONVERSATION_COMMAND_UPDATE, queue=QUEUE)
+        @broker.subscriber(subjects.CONVERSATION_COMMAND_UPDATE, queue=QUEUE, max_workers=workers)
         async def update(command: UpdateConversation) -> ConversationChanged | Refused:
             return await commands.update(command)
 
-        @broker.subscriber(subjects.CONVERSATION_COMMAND_DELETE, queue=QUEUE)
+        @broker.subscriber(subjects.CONVERSATION_COMMAND_DELETE, queue=QUEUE, max_workers=workers)
         async def delete(command: DeleteConversation) -> ConversationRemoved | Refused:
             return await commands.delete(command)
 
-        @broker.subscriber(subjects.PREFERENCES_COMMAND_SET, queue=QUEUE)
+        @broker.subscriber(subjects.PREFERENCES_COMMAND_SET, queue=QUEUE, max_workers=workers)
         async def set_preferences(command: SetPreferences) -> Preferences:
             return await commands.set_preferences(command.user_id, command.preferences)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chatbus_runtime.settings import ServiceSettings
+from pydantic import Field
 
 
 class ConversationSettings(ServiceSettings):
@@ -10,5 +11,6 @@ class ConversationSettings(ServiceSettings):
 
     migrate_on_start: bool = True
     history_wait_seconds: float = 5.0
+    query_workers: int = Field(default=32, ge=1, description="Queries answered at once.")
     """How long a history query waits for earlier events to be stored (read-your-writes)."""
     title_max_chars: int = 60

@@ -34,6 +34,7 @@ from .store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+ANSWERS_AT_ONCE = 8
 
 
 class EmbeddingsService:
@@ -71,11 +72,14 @@ class EmbeddingsService:
         async def on_conversation_deleted(event: ConversationDeleted) -> None:
             await store.drop_conversation(event)
 
-        @self.broker.subscriber(subjects.EMBEDDINGS_EMBED, queue=subjects.EMBEDDINGS_QUEUE)
+        # Several at once: a search query is not held up by a long embedding request.
+        queue, workers = subjects.EMBEDDINGS_QUEUE, ANSWERS_AT_ONCE
+
+        @self.broker.subscriber(subjects.EMBEDDINGS_EMBED, queue=queue, max_workers=workers)
         async def embed(request: EmbedTexts) -> EmbeddedTexts | EmbedRefused:
             return await answers.embed(request)
 
-        @self.broker.subscriber(subjects.EMBEDDINGS_SIMILAR, queue=subjects.EMBEDDINGS_QUEUE)
+        @self.broker.subscriber(subjects.EMBEDDINGS_SIMILAR, queue=queue, max_workers=workers)
         async def similar(query: FindSimilar) -> SimilarMessages:
             return await answers.similar(query)
 

@@ -21,7 +21,7 @@ from . import (
 )
 from .errors import install_error_handlers
 from .settings import GatewaySettings
-from .state import build_state
+from .state import build_state, listen_for_chunks
 
 
 def create_app(settings: GatewaySettings, tracer_provider: TracerProvider) -> FastAPI:
@@ -31,6 +31,7 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await start_broker(state.broker)
+        await listen_for_chunks(state)
         try:
             yield
         finally:

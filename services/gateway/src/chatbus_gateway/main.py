@@ -29,6 +29,9 @@ def run() -> None:
         port=settings.gateway_port,
         log_config=None,
         ws_ping_interval=20,
+        # Deltas are a few bytes: compression saves little and costs ~34 KiB of zlib
+        # state per socket (docs/benchmarks.md).
+        ws_per_message_deflate=False,
     )
     server = DrainingServer(config, app.state.gateway.drain, settings.drain_seconds)
     try:

@@ -10,6 +10,7 @@ from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER
 from chatbus_contracts.streams import BUDGETS
 from chatbus_runtime.bus import Bucket, create_broker
 from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 
@@ -53,10 +54,6 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
     broker = create_broker(settings, service_name="gateway", tracer_provider=tracer_provider)
     router = ReplyRouter()
 
-    @broker.subscriber(subjects.chat_chunks_gateway_wildcard(gateway_id))
-    async def on_chunk(msg: NatsMessage) -> None:
-        router.dispatch(REPLY_CHUNK_ADAPTER.validate_json(msg.body))
-
     sockets = UserSockets()
 
     @broker.subscriber(subjects.CONVERSATION_EVENTS_ALL, no_reply=True)
@@ -94,3 +91,18 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
         budgets=Bucket(broker, BUDGETS),
         tracer=tracer_provider.get_tracer("chatbus.gateway"),
     )
+
+
+async def listen_for_chunks(state: GatewayState) -> None:
+    """Every chunk meant for this gateway, to the reply router (after the broker connects).
+
+    The hot path: one message per token. A plain NATS subscription hands each to the
+    router directly, without FastStream's per-message middleware, span and dependency
+    resolution.
+    """
+
+    async def on_chunk(msg: Msg) -> None:
+        state.router.dispatch(REPLY_CHUNK_ADAPTER.validate_json(msg.data))
+
+    subject = subjects.chat_chunks_gateway_wildcard(state.gateway_id)
+    await state.broker.connection.subscribe(subject, cb=on_chunk)

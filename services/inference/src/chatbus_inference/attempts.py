@@ -22,7 +22,7 @@ from enum import Enum
 
 from chatbus_contracts.chunks import RestartChunk, is_terminal
 from chatbus_contracts.commands import GenerateReply
-from chatbus_runtime.chunks import last_chunk
+from chatbus_runtime.chunks import last_chunk, publish_chunk
 from faststream.nats import NatsBroker, NatsMessage
 
 logger = logging.getLogger(__name__)
@@ -68,4 +68,4 @@ async def announce_restart(
     """Tell the readers that the answer starts over with this attempt, at `seq`."""
     logger.info("request %s: restarting as attempt %d", request.request_id, attempt)
     chunk = RestartChunk(request_id=request.request_id, seq=seq, attempt=attempt)
-    await broker.publish(chunk, request.reply_subject)
+    await publish_chunk(broker, chunk, request.reply_subject)

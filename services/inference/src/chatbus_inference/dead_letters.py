@@ -19,7 +19,7 @@ from chatbus_contracts.deadletters import DeadLetter
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.events import MessageFailed
 from chatbus_runtime.bus import publish_event
-from chatbus_runtime.chunks import last_chunk
+from chatbus_runtime.chunks import last_chunk, publish_chunk
 from faststream.nats import NatsBroker
 from pydantic import ValidationError
 
@@ -66,4 +66,4 @@ class DeadLetteredTurns:
             code=ErrorCode.DEAD_LETTERED,
             message=message,
         )
-        await self._broker.publish(chunk, request.reply_subject)
+        await publish_chunk(self._broker, chunk, request.reply_subject)

@@ -40,6 +40,7 @@ from chatbus_contracts.common import FinishReason, TokenUsage, derived_id, first
 from chatbus_contracts.events import ConversationCreated, MessageCreated, MessageFailed
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import publish_event
+from chatbus_runtime.chunks import publish_chunk
 from faststream.nats import NatsBroker, NatsMessage
 
 from .attempts import Verdict, announce_restart, attempt_of, look_back
@@ -291,7 +292,7 @@ class TurnRunner:
                     attempt=progress.attempt,
                     text=event.text,
                 )
-                await self._broker.publish(chunk, request.reply_subject)
+                await publish_chunk(self._broker, chunk, request.reply_subject)
             else:
                 assert isinstance(event, Finished)
                 return event
@@ -368,7 +369,7 @@ class TurnRunner:
             latency_ms=latency_ms,
             tool_calls=list(finished.tool_calls) or None,
         )
-        await self._broker.publish(end, request.reply_subject)
+        await publish_chunk(self._broker, end, request.reply_subject)
 
     async def _stopped(self, request: GenerateReply, progress: _Progress, started: float) -> None:
         """Keep and bill the partial answer of a stopped turn."""
@@ -391,7 +392,7 @@ class TurnRunner:
             attempt=progress.attempt,
             message_id=request.assistant_message_id,
         )
-        await self._broker.publish(stopped, request.reply_subject)
+        await publish_chunk(self._broker, stopped, request.reply_subject)
 
     async def _fail(
         self, request: GenerateReply, progress: _Progress, error: ProviderError
@@ -435,4 +436,4 @@ class TurnRunner:
             message=error.message,
             retryable=error.retryable,
         )
-        await self._broker.publish(chunk, request.reply_subject)
+        await publish_chunk(self._broker, chunk, request.reply_subject)

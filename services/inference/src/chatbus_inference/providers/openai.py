@@ -98,13 +98,19 @@ def _provider_error(error: openai.OpenAIError) -> ProviderError:
 
 
 async def _chunks(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
-    """The JSON chunks of an SSE stream, up to `[DONE]`; an error event raises."""
+    """The JSON chunks of an SSE stream, up to `[DONE]`; an error event raises.
+
+    The body is read to its end even after `[DONE]`, so the connection goes back to the
+    pool for the next turn instead of being closed (a new TLS handshake per turn).
+    """
+    done = False
     async for line in lines:
-        if not line.startswith("data:"):
-            continue  # blank separators, comments, `event:` lines
+        if done or not line.startswith("data:"):
+            continue  # after [DONE], blank separators, comments, `event:` lines
         data = line[5:].strip()
         if data == "[DONE]":
-            return
+            done = True
+            continue
         chunk: dict[str, Any] = json.loads(data)
         if chunk.get("error"):
             message = str(chunk["error"].get("message") or chunk["error"])
