@@ -31,13 +31,14 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypeVar
 from uuid import UUID
 
 from chatbus_contracts import subjects
 from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, StoppedChunk
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import FinishReason, TokenUsage, derived_id, first_words, utc_now
-from chatbus_contracts.events import ConversationCreated, MessageCreated, MessageFailed
+from chatbus_contracts.events import ConversationCreated, Event, MessageCreated, MessageFailed
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import publish_event
 from chatbus_runtime.chunks import publish_chunk
@@ -143,13 +144,21 @@ class TurnRunner:
     ) -> Outcome:
         started = time.monotonic()
         try:
-            if (ended := await self._begin(request, progress)) is not None:
-                return ended
-            plan = progress.plan = await plan_turn(
-                self._broker, request, self._history_timeout, self._memory
+            # Independent round-trips overlap: time to first token is their longest, not
+            # their sum. The stored chunks' verdict wins over whatever the plan says.
+            began, planned = await asyncio.gather(
+                self._begin(request, progress),
+                plan_turn(self._broker, request, self._history_timeout, self._memory),
+                return_exceptions=True,
             )
-            await self._publish_user_message(request, plan)
-            running.stop_requested |= await self._stop_marks.marked(request.request_id)
+            if (ended := _result(began)) is not None:
+                return ended
+            plan = progress.plan = _result(planned)
+            _, marked = await asyncio.gather(
+                self._publish_user_message(request, plan),
+                self._stop_marks.marked(request.request_id),
+            )
+            running.stop_requested |= marked
             if running.stop_requested:  # asked for before anything was generated
                 running.phase = Phase.FINISHING
                 await self._stopped(request, progress, started)
@@ -212,9 +221,9 @@ class TurnRunner:
     async def _publish_user_message(self, request: GenerateReply, plan: TurnPlan) -> None:
         if request.regenerate:
             return
+        events: list[Event] = []
         if request.new_conversation:
-            await publish_event(
-                self._broker,
+            events.append(
                 ConversationCreated(
                     event_id=derived_id(request.request_id, subjects.CONVERSATION_CREATED),
                     user_id=request.user_id,
@@ -224,8 +233,7 @@ class TurnRunner:
                     created_at=request.accepted_at,
                 ),
             )
-        await publish_event(
-            self._broker,
+        events.append(
             MessageCreated(
                 event_id=derived_id(request.request_id, subjects.MESSAGE_CREATED, "user"),
                 user_id=request.user_id,
@@ -238,6 +246,8 @@ class TurnRunner:
                 created_at=request.accepted_at,
             ),
         )
+        # Consumers apply events in any order (a message may create its conversation).
+        await asyncio.gather(*(publish_event(self._broker, event) for event in events))
 
     async def _generate(
         self, request: GenerateReply, plan: TurnPlan, progress: _Progress
@@ -437,3 +447,13 @@ class TurnRunner:
             retryable=error.retryable,
         )
         await publish_chunk(self._broker, chunk, request.reply_subject)
+
+
+ResultT = TypeVar("ResultT")
+
+
+def _result(outcome: ResultT | BaseException) -> ResultT:
+    """The value of a `gather(..., return_exceptions=True)` entry; its exception raised."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
