@@ -6,8 +6,8 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from chatbus_contracts.common import Role, utc_now
-from chatbus_contracts.events import ConversationCreated, MessageCreated
+from chatbus_contracts.common import Role, TokenUsage, utc_now
+from chatbus_contracts.events import ConversationCreated, MessageCreated, UsageRecorded
 from chatbus_runtime.bus import create_broker, publish_event
 from chatbus_runtime.settings import ServiceSettings
 from faststream.nats import NatsBroker
@@ -31,18 +31,60 @@ async def connected_bus(stack: Stack, name: str = "test") -> AsyncIterator[NatsB
         await broker.stop()
 
 
-async def publish_conversation(bus: NatsBroker, user: str, title: str) -> uuid.UUID:
-    """A new conversation of `user`; its id."""
-    conversation_id = uuid.uuid4()
-    created = ConversationCreated(
+def usage_event(user: str) -> UsageRecorded:
+    """A small billed call of `user` (gpt-4o-mini, 3 + 2 tokens)."""
+    return UsageRecorded(
         event_id=uuid.uuid4(),
         user_id=user,
-        conversation_id=conversation_id,
+        request_id=uuid.uuid4(),
+        conversation_id=None,
+        message_id=None,
+        provider="openai",
+        model="gpt-4o-mini",
+        usage=TokenUsage(prompt_tokens=3, completion_tokens=2),
+    )
+
+
+def conversation_created(user: str, title: str) -> ConversationCreated:
+    """A new conversation of `user`."""
+    return ConversationCreated(
+        event_id=uuid.uuid4(),
+        user_id=user,
+        conversation_id=uuid.uuid4(),
         title=title,
         created_at=utc_now(),
     )
+
+
+def message_created(
+    user: str,
+    conversation_id: uuid.UUID,
+    content: str,
+    *,
+    role: Role = "user",
+    parent_id: uuid.UUID | None = None,
+    context_message_ids: list[uuid.UUID] | None = None,
+) -> MessageCreated:
+    """A new message in the conversation."""
+    return MessageCreated(
+        event_id=uuid.uuid4(),
+        user_id=user,
+        message_id=uuid.uuid4(),
+        conversation_id=conversation_id,
+        request_id=uuid.uuid4(),
+        role=role,
+        content=content,
+        parent_id=parent_id,
+        created_at=utc_now(),
+        context_message_ids=context_message_ids or [],
+    )
+
+
+async def publish_conversation(bus: NatsBroker, user: str, title: str) -> uuid.UUID:
+    """A new conversation of `user`, published; its id."""
+    created = conversation_created(user, title)
     await publish_event(bus, created)
-    return conversation_id
+    return created.conversation_id
 
 
 async def publish_message(
@@ -55,19 +97,14 @@ async def publish_message(
     parent_id: uuid.UUID | None = None,
     context_message_ids: list[uuid.UUID] | None = None,
 ) -> uuid.UUID:
-    """A new message in the conversation; its id."""
-    message_id = uuid.uuid4()
-    message = MessageCreated(
-        event_id=uuid.uuid4(),
-        user_id=user,
-        message_id=message_id,
-        conversation_id=conversation_id,
-        request_id=uuid.uuid4(),
+    """A new message in the conversation, published; its id."""
+    message = message_created(
+        user,
+        conversation_id,
+        content,
         role=role,
-        content=content,
         parent_id=parent_id,
-        created_at=utc_now(),
-        context_message_ids=context_message_ids or [],
+        context_message_ids=context_message_ids,
     )
     await publish_event(bus, message)
-    return message_id
+    return message.message_id

@@ -17,9 +17,7 @@ import nats
 import pytest
 from chatbus_cli.dlq import StoredDeadLetter, list_dead_letters
 from chatbus_cli.main import app
-from chatbus_contracts.common import TokenUsage
 from chatbus_contracts.deadletters import REPLAYED_FROM_HEADER
-from chatbus_contracts.events import UsageRecorded
 from chatbus_contracts.streams import CHAT_REQUESTS, EVENTS, ConsumerSpec, StreamSpec
 from chatbus_inference.app import InferenceService
 from chatbus_runtime.bus import create_broker, declare_streams, start_broker
@@ -33,6 +31,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from typer.testing import CliRunner
 from websockets.asyncio.client import connect
 
+from .eventbus import usage_event
 from .infra import Infra
 from .stack import Stack
 from .wsclient import receive, send
@@ -108,22 +107,9 @@ async def _dead_letters_of(
             await asyncio.sleep(0.1)
 
 
-def _usage_event(user: str) -> UsageRecorded:
-    return UsageRecorded(
-        event_id=uuid.uuid4(),
-        user_id=user,
-        request_id=uuid.uuid4(),
-        conversation_id=None,
-        message_id=None,
-        provider="openai",
-        model="gpt-4o-mini",
-        usage=TokenUsage(prompt_tokens=3, completion_tokens=2),
-    )
-
-
 async def test_poison_usage_events_are_dead_lettered_listed_and_replayed(stack: Stack) -> None:
     user, refused_user = f"dlq-{uuid.uuid4().hex[:6]}", f"refused-{uuid.uuid4().hex[:6]}"
-    before, refused, after = _usage_event(user), _usage_event(refused_user), _usage_event(user)
+    before, refused, after = usage_event(user), usage_event(refused_user), usage_event(user)
     reader = InMemoryMetricReader()
     constraint = f"dlq_test_{uuid.uuid4().hex[:6]}"
 

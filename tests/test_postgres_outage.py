@@ -26,8 +26,7 @@ import nats
 import pytest
 from chatbus_cli.dlq import list_dead_letters
 from chatbus_cli.embedded import EmbeddedPostgres, free_port
-from chatbus_contracts.common import TokenUsage, utc_now
-from chatbus_contracts.events import ConversationCreated, Event, MessageCreated, UsageRecorded
+from chatbus_contracts.events import ConversationCreated, Event, MessageCreated
 from chatbus_contracts.streams import EVENTS, ConsumerSpec, StreamSpec
 from chatbus_conversation.app import ConversationService
 from chatbus_conversation.settings import ConversationSettings
@@ -49,6 +48,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .eventbus import conversation_created, message_created, usage_event
 from .infra import Infra
 from .stack import Stack
 
@@ -139,39 +139,9 @@ def _pause_logs(caplog: pytest.LogCaptureFixture, consumer: str) -> tuple[int, i
     return paused, resumed
 
 
-def _usage_event(user: str) -> UsageRecorded:
-    return UsageRecorded(
-        event_id=uuid.uuid4(),
-        user_id=user,
-        request_id=uuid.uuid4(),
-        conversation_id=None,
-        message_id=None,
-        provider="openai",
-        model="gpt-4o-mini",
-        usage=TokenUsage(prompt_tokens=3, completion_tokens=2),
-    )
-
-
 def _conversation_events(user: str, title: str) -> tuple[ConversationCreated, MessageCreated]:
-    conversation_id = uuid.uuid4()
-    created = ConversationCreated(
-        event_id=uuid.uuid4(),
-        user_id=user,
-        conversation_id=conversation_id,
-        title=title,
-        created_at=utc_now(),
-    )
-    message = MessageCreated(
-        event_id=uuid.uuid4(),
-        user_id=user,
-        message_id=uuid.uuid4(),
-        conversation_id=conversation_id,
-        request_id=uuid.uuid4(),
-        role="user",
-        content=f"{title}, the message",
-        created_at=utc_now(),
-    )
-    return created, message
+    created = conversation_created(user, title)
+    return created, message_created(user, created.conversation_id, f"{title}, the message")
 
 
 @contextlib.asynccontextmanager
@@ -203,7 +173,7 @@ async def test_services_pause_through_a_postgres_outage_and_catch_up(
 ) -> None:
     caplog.set_level(logging.INFO, logger=PAUSE_LOGGER)
     user = f"outage-{uuid.uuid4().hex[:6]}"
-    usage_events = [_usage_event(user) for _ in range(6)]
+    usage_events = [usage_event(user) for _ in range(6)]
     conversations = [_conversation_events(user, f"outage {i}") for i in range(3)]
 
     async def ledger() -> list[uuid.UUID]:

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import logging
 
-from chatbus_contracts import subjects
 from chatbus_contracts.chunks import ErrorChunk, is_terminal
 from chatbus_contracts.commands import GenerateReply
-from chatbus_contracts.common import derived_id
 from chatbus_contracts.deadletters import DeadLetter
 from chatbus_contracts.errors import ErrorCode
-from chatbus_contracts.events import MessageFailed
 from chatbus_runtime.bus import publish_event
 from chatbus_runtime.chunks import last_chunk, publish_chunk
 from faststream.nats import NatsBroker
 from pydantic import ValidationError
+
+from .failures import message_failed
 
 logger = logging.getLogger(__name__)
 
@@ -46,18 +45,8 @@ class DeadLetteredTurns:
             f"the request failed on all {letter.deliveries} attempts and was set aside "
             "for an operator"
         )
-        await publish_event(
-            self._broker,
-            MessageFailed(
-                event_id=derived_id(request.request_id, subjects.MESSAGE_FAILED),
-                user_id=request.user_id,
-                message_id=request.assistant_message_id,
-                conversation_id=request.conversation_id,
-                request_id=request.request_id,
-                code=ErrorCode.DEAD_LETTERED,
-                error=message,
-            ),
-        )
+        failed = message_failed(request, ErrorCode.DEAD_LETTERED, message)
+        await publish_event(self._broker, failed)
         chunk = ErrorChunk(
             request_id=request.request_id,
             seq=last.seq + 1 if last is not None else 1,

@@ -38,7 +38,7 @@ from chatbus_contracts import subjects
 from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, StoppedChunk
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import FinishReason, TokenUsage, derived_id, first_words, utc_now
-from chatbus_contracts.events import ConversationCreated, Event, MessageCreated, MessageFailed
+from chatbus_contracts.events import ConversationCreated, Event, MessageCreated
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import publish_event
 from chatbus_runtime.chunks import publish_chunk
@@ -47,6 +47,7 @@ from faststream.nats import NatsBroker, NatsMessage
 from .attempts import Verdict, announce_restart, attempt_of, look_back
 from .billing import estimate_usage, usage_recorded
 from .budgets import BudgetBook, worst_case_cost
+from .failures import message_failed
 from .keepalive import in_progress_while
 from .memory import Memory
 from .plan import TurnPlan, plan_turn
@@ -412,22 +413,16 @@ class TurnRunner:
         usage = error.partial_usage
         if usage is None and progress.streamed:
             usage = estimate_usage(progress.prompt, progress.parts)
-        await publish_event(
-            self._broker,
-            MessageFailed(
-                event_id=derived_id(request.request_id, subjects.MESSAGE_FAILED),
-                user_id=request.user_id,
-                message_id=request.assistant_message_id,
-                conversation_id=request.conversation_id,
-                request_id=request.request_id,
-                code=error.code,
-                error=error.message,
-                partial_content=progress.text,
-                usage=usage,
-                model=route.model if route else None,
-                provider=route.provider.name if route else None,
-            ),
+        failed = message_failed(
+            request,
+            error.code,
+            error.message,
+            partial_content=progress.text,
+            usage=usage,
+            model=route.model if route else None,
+            provider=route.provider.name if route else None,
         )
+        await publish_event(self._broker, failed)
         if usage is None or route is None:
             if progress.reserved:
                 await self._budgets.release(request)
