@@ -112,8 +112,15 @@ async def test_200_turns_over_3_models_bill_exactly_what_genai_prices_says_even_
             assert row["cost_usd"] == _price(usage, model)
         assert sum(row["cost_usd"] for row in rows) == expected_total
         assert {row["model"] for row in rows} == {upstream for _, upstream in MODELS.values()}
-        spent_before = Decimal((await http.get("/v1/budget")).json()["spent_usd"])
-        assert spent_before == expected_total
+
+        async def spent() -> Decimal:
+            return Decimal((await http.get("/v1/budget")).json()["spent_usd"])
+
+        # The monthly spend is settled after each ledger row is committed.
+        async def all_settled() -> bool:
+            return await spent() == expected_total
+
+        await stack.wait_for(all_settled, within_seconds=10)
 
         # Every usage event delivered twice more: no new row, the same totals and spend.
         assert await _republish_usage_events(stack, user, times=2) == 2 * TURNS
@@ -121,4 +128,4 @@ async def test_200_turns_over_3_models_bill_exactly_what_genai_prices_says_even_
         rows = await _ledger(stack, user)
         assert len(rows) == TURNS
         assert sum(row["cost_usd"] for row in rows) == expected_total
-        assert Decimal((await http.get("/v1/budget")).json()["spent_usd"]) == expected_total
+        assert await spent() == expected_total

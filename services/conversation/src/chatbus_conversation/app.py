@@ -104,6 +104,7 @@ class ConversationService:
 
         @broker.subscriber(subjects.CONVERSATION_QUERY_LIST, queue=QUEUE, max_workers=workers)
         async def list_conversations(query: ListConversations) -> ConversationPage | Refused:
+            await barrier.wait()  # a client lists right after chat.end: show that turn
             try:
                 return await store.list_conversations(query.user_id, query.limit, query.cursor)
             except InvalidCursor:
@@ -113,10 +114,13 @@ class ConversationService:
 
         @broker.subscriber(subjects.CONVERSATION_QUERY_GET, queue=QUEUE, max_workers=workers)
         async def get_conversation(query: GetConversation) -> ConversationFound:
+            if query.include_messages:
+                # Read-your-writes: a client reloads the conversation right after chat.end.
+                await barrier.wait()
             found = await store.get_conversation(
                 query.user_id, query.conversation_id, include_messages=query.include_messages
             )
-            if found is None and await barrier.wait():
+            if found is None and not query.include_messages and await barrier.wait():
                 # It may have been created by a turn whose events are not stored yet.
                 found = await store.get_conversation(
                     query.user_id, query.conversation_id, include_messages=query.include_messages
