@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ from chatbus_contracts.chunks import (
     RestartChunk,
     StoppedChunk,
 )
-from chatbus_gateway.replay import in_order
+from chatbus_gateway.replay import in_order, live_chunks
 
 REQUEST_ID = uuid.uuid4()
 
@@ -95,3 +96,32 @@ async def test_duplicates_and_early_chunks_come_once_in_order() -> None:
         "delta 2.6",
         "stopped 2.7",
     ]
+
+
+async def test_a_stalled_live_relay_carries_on_from_the_stream() -> None:
+    # Chunks 3 and 4 were published while this gateway's subscription was away.
+    queue: asyncio.Queue[ReplyChunk] = asyncio.Queue()
+    for chunk in (_delta(1), _delta(2)):
+        queue.put_nowait(chunk)
+    stored = [_delta(1), _delta(2), _delta(3), _delta(4), _end(5, 1)]
+
+    async def from_stream() -> AsyncIterator[ReplyChunk]:
+        for chunk in stored:
+            yield chunk
+
+    relayed = [
+        chunk.seq async for chunk in in_order(live_chunks(queue, from_stream, stall_seconds=0.05))
+    ]
+    assert relayed == [1, 2, 3, 4, 5]
+
+
+async def test_a_live_relay_that_keeps_flowing_never_reads_the_stream() -> None:
+    queue: asyncio.Queue[ReplyChunk] = asyncio.Queue()
+    for chunk in (_delta(1), _end(2, 1)):
+        queue.put_nowait(chunk)
+
+    def no_stream() -> AsyncIterator[ReplyChunk]:
+        raise AssertionError("the stream was read")
+
+    relayed = [chunk.seq async for chunk in in_order(live_chunks(queue, no_stream))]
+    assert relayed == [1, 2]

@@ -14,7 +14,7 @@ older attempts (a dead replica's tail, a stalled replica that woke up) are dropp
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from uuid import UUID
 
 from chatbus_contracts import subjects
@@ -55,10 +55,30 @@ async def replay_chunks(
         yield chunk
 
 
-async def queued_chunks(queue: asyncio.Queue[ReplyChunk]) -> AsyncIterator[ReplyChunk]:
-    """The live chunks routed to this gateway, as an iterator."""
+# Live silence after which a relay also reads the stream (see `live_chunks`).
+STALL_SECONDS = 5.0
+
+
+async def live_chunks(
+    queue: asyncio.Queue[ReplyChunk],
+    stored: Callable[[], AsyncIterator[ReplyChunk]],
+    stall_seconds: float = STALL_SECONDS,
+) -> AsyncIterator[ReplyChunk]:
+    """The live chunks routed to this gateway; after `stall_seconds` without one, the stored.
+
+    Live delivery is core NATS: chunks published while this gateway's subscription was
+    away (a NATS reconnect) never reach the queue. A silence that long switches to the
+    CHAT_CHUNKS stream from the start, which also follows new chunks; `in_order` drops
+    what was relayed already. A slow provider only costs that one stream read.
+    """
     while True:
-        yield await queue.get()
+        try:
+            chunk = await asyncio.wait_for(queue.get(), stall_seconds)
+        except TimeoutError:
+            break
+        yield chunk
+    async for chunk in stored():
+        yield chunk
 
 
 async def in_order(
@@ -108,4 +128,4 @@ def turn_chunks(
     """A just-accepted turn's chunks in order: live from `queue`, or replayed for a resend."""
     if duplicate:
         return replay_chunks(broker, request_id)
-    return in_order(queued_chunks(queue))
+    return in_order(live_chunks(queue, lambda: stored_chunks(broker, request_id)))
