@@ -68,7 +68,7 @@ async def test_sdk_vectors_equal_sentence_transformers(
 async def test_many_inputs_keep_their_order(
     sdk: openai.AsyncOpenAI, reference: SentenceTransformer
 ) -> None:
-    # 150 inputs travel in three parts; each vector must still be its own input's.
+    # 150 inputs travel in ten parts; each vector must still be its own input's.
     texts = [f"message number {i} about topic {i % 7}" for i in range(150)]
     response = await sdk.embeddings.create(model=LOCAL, input=texts)
     expected = reference.encode(texts, normalize_embeddings=True)

@@ -224,7 +224,9 @@ async def test_services_pause_through_a_postgres_outage_and_catch_up(
                 info = await js.consumer_info(EVENTS.name, consumer)
                 return bool(info.num_ack_pending == 0)
 
-            await _eventually(settled, within_seconds=10)
+            # A message fetched by a pull the stopped stack replica left open stays pending
+            # until its ack wait (30 s) passes and it is redelivered.
+            await _eventually(settled, within_seconds=45, state=consumer)
 
     # Every event stored exactly once, none set aside, one pause and one resumption logged.
     assert sorted(await ledger()) == sorted(e.event_id for e in usage_events)

@@ -315,8 +315,12 @@ class TurnSocket:
     def _turn_fails(self, turn: ChatStream, error: ChatError) -> bool:
         """Whether `error` ends the turn, or only concerns a stop or a resume of it."""
         request_id = turn.request_id
-        if error.code == ErrorCode.NOT_FOUND and request_id in self._stopping:
-            return False  # the stop came before the generation started or after it ended
+        if request_id in self._stopping and error.code in (
+            ErrorCode.NOT_FOUND,  # the stop came after the generation ended
+            ErrorCode.UNAVAILABLE,  # the stop could not be recorded: the turn goes on
+        ):
+            logger.info("stop of %s: %s (%s)", request_id, error.code, error.message)
+            return False
         opening = turn.id in self._resuming or turn.request_id is None
         if opening and error.code == ErrorCode.UNAVAILABLE and error.retryable:
             self._spawn(self._resume_later(turn, error))

@@ -18,8 +18,10 @@ from pydantic import Field
 from .common import Model, Role, Text
 
 MAX_INPUT_ITEMS = 2048  # OpenAI's limit per request
-PART_MAX_ITEMS = 64
-PART_MAX_CHARS = 400_000  # about 1.6 MB of UTF-8 at worst; NATS allows 1 MB by default
+# A part and its answer must each fit NATS's default 1 MB: 16 vectors of 3,072 float32
+# are 262 KB of base64; 200,000 characters are at most 800 KB of UTF-8.
+PART_MAX_ITEMS = 16
+PART_MAX_CHARS = 200_000
 # Longer texts are cut at the gateway (every model's window is far shorter) and reported.
 MAX_TEXT_CHARS = 100_000
 

@@ -51,6 +51,8 @@ from .store import ConversationStore, InvalidCursor
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 QUEUE = subjects.CONVERSATION_QUEUE
+# How long a REST read waits for events published before it (history waits longer).
+READ_YOUR_WRITES_SECONDS = 1.0
 
 
 class ConversationService:
@@ -104,7 +106,9 @@ class ConversationService:
 
         @broker.subscriber(subjects.CONVERSATION_QUERY_LIST, queue=QUEUE, max_workers=workers)
         async def list_conversations(query: ListConversations) -> ConversationPage | Refused:
-            await barrier.wait()  # a client lists right after chat.end: show that turn
+            # A client lists right after chat.end: show that turn (briefly bounded: a stuck
+            # event must not make every list slow).
+            await barrier.wait(READ_YOUR_WRITES_SECONDS)
             try:
                 return await store.list_conversations(query.user_id, query.limit, query.cursor)
             except InvalidCursor:
@@ -116,7 +120,7 @@ class ConversationService:
         async def get_conversation(query: GetConversation) -> ConversationFound:
             if query.include_messages:
                 # Read-your-writes: a client reloads the conversation right after chat.end.
-                await barrier.wait()
+                await barrier.wait(READ_YOUR_WRITES_SECONDS)
             found = await store.get_conversation(
                 query.user_id, query.conversation_id, include_messages=query.include_messages
             )

@@ -40,8 +40,11 @@ class EventsReadBarrier:
         self._timeout = timeout_seconds
         self._poll = poll_seconds
 
-    async def wait(self) -> bool:
-        """True once caught up; False if the timeout passed first (the caller reads anyway)."""
+    async def wait(self, timeout_seconds: float | None = None) -> bool:
+        """True once caught up; False if the timeout passed first (the caller reads anyway).
+
+        `timeout_seconds` overrides the barrier's own bound for this wait.
+        """
         js = self._broker.connection.jetstream()
         stream = self._consumer.stream.name
         try:
@@ -49,7 +52,9 @@ class EventsReadBarrier:
         except NotFoundError:
             return True
         target = newest.seq or 0
-        deadline = time.monotonic() + self._timeout
+        deadline = time.monotonic() + (
+            self._timeout if timeout_seconds is None else timeout_seconds
+        )
         while True:
             info = await js.consumer_info(stream, self._consumer.durable)
             acked = info.ack_floor.stream_seq if info.ack_floor else 0

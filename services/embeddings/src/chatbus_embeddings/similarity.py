@@ -15,6 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 EXACT_SEARCH_MAX_ROWS = 20_000
+# Hits carry at most this much of each message (memory quotes 1,000; search uses ids),
+# so an answer of 100 hits stays far below NATS's 1 MB.
+CONTENT_CLIP_CHARS = 2_000
 
 _MINE = """
 FROM embeddings.message_embeddings
@@ -24,11 +27,11 @@ WHERE dimensions = {n} AND model = :model AND user_id = :user_id AND content IS 
 
 _EXACT = """
 WITH mine AS MATERIALIZED (
-  SELECT message_id, conversation_id, role, content, created_at,
+  SELECT message_id, conversation_id, role, left(content, {clip}) AS content, created_at,
          embedding::vector({n}) AS embedding
   {mine}
 )
-SELECT message_id, conversation_id, role, content, created_at,
+SELECT message_id, conversation_id, role, left(content, {clip}) AS content, created_at,
        1 - (embedding <=> CAST(:query AS vector({n}))) AS similarity
 FROM mine
 ORDER BY embedding <=> CAST(:query AS vector({n}))
@@ -36,7 +39,7 @@ LIMIT :limit
 """
 
 _INDEXED = """
-SELECT message_id, conversation_id, role, content, created_at,
+SELECT message_id, conversation_id, role, left(content, {clip}) AS content, created_at,
        1 - (embedding::vector({n}) <=> CAST(:query AS vector({n}))) AS similarity
 {mine}
 ORDER BY embedding::vector({n}) <=> CAST(:query AS vector({n}))
@@ -57,7 +60,7 @@ async def find_similar(
             await _prepare_index_scan(connection, query.limit)
         template = _EXACT if exact else _INDEXED
         rows = await connection.execute(
-            text(template.format(n=len(vector), mine=mine)),
+            text(template.format(n=len(vector), mine=mine, clip=CONTENT_CLIP_CHARS)),
             params | {"query": _literal(vector), "limit": query.limit},
         )
         hits = [SimilarMessage.model_validate(row, from_attributes=True) for row in rows]

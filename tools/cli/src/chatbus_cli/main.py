@@ -217,7 +217,12 @@ def usage(
 def bench(ctx: typer.Context) -> None:
     """Benchmark chatbus against the provider called directly; `chatbus bench --help` for more."""
     # Imported here: the benchmark and its load clients are needed by this command only.
-    from chatbus_bench.main import main as run_bench
+    try:
+        from chatbus_bench.main import main as run_bench
+    except ModuleNotFoundError:
+        raise typer.BadParameter(
+            "the benchmark is not installed: run it from a chatbus checkout (`make bench`)"
+        ) from None
 
     raise typer.Exit(run_bench(ctx.args))
 
