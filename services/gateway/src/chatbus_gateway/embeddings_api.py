@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .deps import CurrentIdentity, State
 from .embeddings import Embeddings, EmbedRefusedError
-from .errors import ApiError, unavailable
+from .errors import ApiError, BadRequest, unavailable
 from .limits import RateLimited
 
 router = APIRouter(tags=["openai-compatible"])
@@ -38,33 +38,23 @@ class EmbeddingRequest(BaseModel):
     dimensions: int | None = Field(default=None, ge=1, le=4096)
 
 
-class BadInput(ApiError):
-    """400 in the OpenAI error shape, naming the parameter."""
-
-    def __init__(self, message: str, param: str = "input") -> None:
-        super().__init__(
-            status.HTTP_400_BAD_REQUEST,
-            ErrorCode.INVALID_REQUEST,
-            message,
-            fields=[{"field": param, "message": message}],
-        )
-
-
 def texts_of(raw: str | list[Any]) -> list[str]:
-    """The inputs as a list of non-empty strings; `BadInput` for anything else."""
+    """The inputs as a list of non-empty strings; `BadRequest` for anything else."""
     items = [raw] if isinstance(raw, str) else raw
     if not items:
-        raise BadInput("input must not be empty")
+        raise BadRequest("input must not be empty", "input")
     if len(items) > MAX_INPUT_ITEMS:
-        raise BadInput(f"input may hold at most {MAX_INPUT_ITEMS} items, not {len(items)}")
+        raise BadRequest(
+            f"input may hold at most {MAX_INPUT_ITEMS} items, not {len(items)}", "input"
+        )
     for index, item in enumerate(items):
         where = "input" if isinstance(raw, str) else f"input[{index}]"
         if not isinstance(item, str):
-            raise BadInput(f"{where} must be a string (token arrays are not accepted)", where)
+            raise BadRequest(f"{where} must be a string (token arrays are not accepted)", where)
         if not item.strip():
-            raise BadInput(f"{where} must not be empty", where)
+            raise BadRequest(f"{where} must not be empty", where)
         if "\x00" in item:
-            raise BadInput(f"{where} may not contain NUL characters", where)
+            raise BadRequest(f"{where} may not contain NUL characters", where)
     return items
 
 
@@ -103,7 +93,7 @@ def _refusal(error: EmbedRefusedError) -> ApiError:
     code = error.refused.code
     if code == "provider_error":
         return ApiError(status.HTTP_502_BAD_GATEWAY, ErrorCode.PROVIDER_UNAVAILABLE, str(error))
-    return BadInput(str(error), "model" if code == "unknown_model" else "input")
+    return BadRequest(str(error), "model" if code == "unknown_model" else "input")
 
 
 def _encoded(packed: str, encoding_format: str) -> list[float] | str:

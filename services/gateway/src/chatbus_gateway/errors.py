@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chatbus_contracts.errors import ErrorCode
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -110,6 +111,18 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _render)
     app.add_exception_handler(RequestValidationError, _render_invalid)
     app.add_exception_handler(ValidationError, _render_invalid)
+
+
+class BadRequest(ApiError):
+    """A request chatbus cannot serve (400; OpenAI error shape on the OpenAI routes)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(
+            400,
+            ErrorCode.INVALID_REQUEST,
+            message,
+            fields=[{"field": param, "message": message}] if param else None,
+        )
 
 
 def unavailable() -> ApiError:

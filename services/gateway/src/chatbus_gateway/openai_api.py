@@ -27,12 +27,12 @@ from chatbus_contracts.commands import PriorMessage, ToolCall, ToolUse
 from chatbus_contracts.common import format_usd
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.ws import ChatSend
-from fastapi import APIRouter, Header, status
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .deps import CurrentIdentity, State
-from .errors import ApiError
+from .errors import ApiError, BadRequest
 from .replay import turn_chunks
 from .state import GatewayState
 from .turns import AcceptedTurn, TurnRefused
@@ -130,18 +130,6 @@ class ChatCompletionRequest(BaseModel):
     conversation_id: UUID | None = Field(
         default=None, description="chatbus extension: continue this stored conversation."
     )
-
-
-class BadRequest(ApiError):
-    """A request chatbus cannot serve (400, OpenAI error shape)."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(
-            status.HTTP_400_BAD_REQUEST,
-            ErrorCode.INVALID_REQUEST,
-            message,
-            fields=[{"field": param, "message": message}] if param else None,
-        )
 
 
 def _as_send(

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
+from uuid import UUID
 
 from chatbus_contracts.chunks import ReplyChunk
 from chatbus_contracts.common import Model
@@ -135,22 +136,11 @@ class ChatSession:
             found = await self._resumer.locate(self._user_id, resume.request_id, resume.after_seq)
         except (NatsError, TimeoutError):
             await self.send(
-                ChatError(
-                    request_id=resume.request_id,
-                    code=ErrorCode.UNAVAILABLE,
-                    message="could not look the request up; resume again",
-                    retryable=True,
-                )
+                _unavailable(resume.request_id, "could not look the request up; resume again")
             )
             return
         if found is None:
-            await self.send(
-                ChatError(
-                    request_id=resume.request_id,
-                    code=ErrorCode.NOT_FOUND,
-                    message="no turn of yours with this request id",
-                )
-            )
+            await self.send(_not_found(resume.request_id, "no turn of yours with this request id"))
         elif isinstance(found, ChatMessage):
             await self.send(found)
         else:
@@ -162,21 +152,12 @@ class ChatSession:
             stopping = await self._stopper.stop(stop.request_id, self._user_id)
         except (NatsError, TimeoutError):
             await self.send(
-                ChatError(
-                    request_id=stop.request_id,
-                    code=ErrorCode.UNAVAILABLE,
-                    message="the stop could not be recorded; stop again",
-                    retryable=True,
-                )
+                _unavailable(stop.request_id, "the stop could not be recorded; stop again")
             )
             return
         if not stopping:
             await self.send(
-                ChatError(
-                    request_id=stop.request_id,
-                    code=ErrorCode.NOT_FOUND,
-                    message="no generation with this request id is running",
-                )
+                _not_found(stop.request_id, "no generation with this request id is running")
             )
 
     async def _turn(self, send: ChatSend | ChatRegenerate) -> None:
@@ -224,11 +205,20 @@ class ChatSession:
             await self.send(chunk_frame(chunk))
 
 
+def _unavailable(request_id: UUID, message: str) -> ChatError:
+    """A retryable error about one request: the client sends its frame again."""
+    return ChatError(
+        request_id=request_id, code=ErrorCode.UNAVAILABLE, message=message, retryable=True
+    )
+
+
+def _not_found(request_id: UUID, message: str) -> ChatError:
+    return ChatError(request_id=request_id, code=ErrorCode.NOT_FOUND, message=message)
+
+
 def _draining(frame: ChatSend | ChatRegenerate | ChatResume) -> ChatError:
     """The answer to a new turn or resume while the gateway drains: send it again elsewhere."""
     message = "this gateway is shutting down; send it again after reconnecting"
     if isinstance(frame, ChatResume):
-        return ChatError(
-            request_id=frame.request_id, code=ErrorCode.UNAVAILABLE, message=message, retryable=True
-        )
+        return _unavailable(frame.request_id, message)
     return ChatError(id=frame.id, code=ErrorCode.UNAVAILABLE, message=message, retryable=True)
