@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from openai import APIConnectionError, APIStatusError, AsyncOpenAI
+from openai import APIConnectionError, APIStatusError, AsyncOpenAI, omit
 
 from .backends import Embedded, EmbeddingError
 
@@ -34,17 +34,12 @@ class OpenAIEmbedder:
         truncated = [index for index, text in enumerate(texts) if len(text) > self._max_chars]
         cut = [text[: self._max_chars] for text in texts]
         try:
-            if dimensions is None:
-                response = await self._client.embeddings.create(
-                    model=self.model_name, input=cut, encoding_format="float"
-                )
-            else:
-                response = await self._client.embeddings.create(
-                    model=self.model_name,
-                    input=cut,
-                    encoding_format="float",
-                    dimensions=dimensions,
-                )
+            response = await self._client.embeddings.create(
+                model=self.model_name,
+                input=cut,
+                encoding_format="float",
+                dimensions=omit if dimensions is None else dimensions,
+            )
         except APIStatusError as error:
             code = "invalid_request" if 400 <= error.status_code < 500 else "provider_error"
             raise EmbeddingError(code, f"provider refused: {error.message}") from error
