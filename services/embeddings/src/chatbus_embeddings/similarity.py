@@ -38,12 +38,17 @@ ORDER BY embedding <=> CAST(:query AS vector({n}))
 LIMIT :limit
 """
 
+# `relaxed_order` iterative scans may return rows slightly out of order (pgvector's
+# README): the nearest are taken through the index, then sorted again.
 _INDEXED = """
-SELECT message_id, conversation_id, role, left(content, {clip}) AS content, created_at,
-       1 - (embedding::vector({n}) <=> CAST(:query AS vector({n}))) AS similarity
-{mine}
-ORDER BY embedding::vector({n}) <=> CAST(:query AS vector({n}))
-LIMIT :limit
+WITH nearest AS MATERIALIZED (
+  SELECT message_id, conversation_id, role, left(content, {clip}) AS content, created_at,
+         1 - (embedding::vector({n}) <=> CAST(:query AS vector({n}))) AS similarity
+  {mine}
+  ORDER BY embedding::vector({n}) <=> CAST(:query AS vector({n}))
+  LIMIT :limit
+)
+SELECT * FROM nearest ORDER BY similarity DESC
 """
 
 
