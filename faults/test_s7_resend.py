@@ -5,9 +5,9 @@ third after the window has passed, when only the `chat_turns` record can tell th
 was accepted already. Every copy must get the same `chat.accepted` and the whole answer,
 and the provider must have been asked once per turn.
 
-The window is not a setting (`chatbus_contracts.streams.CHAT_REQUESTS`, 2 minutes): the
-suite shortens it on the running stream through the JetStream API for this scenario and
-puts it back after (every service start would too).
+The window is the setting CHATBUS_REQUESTS_DUPLICATE_WINDOW_SECONDS (2 minutes). So
+that the other scenarios keep it, this one shortens it on the running stream through the
+JetStream API, as a service start with the setting would, and puts it back after.
 """
 
 from __future__ import annotations

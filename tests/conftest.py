@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from chatbus_cli.embedded import EmbeddedNats, free_port
 
 from .infra import Infra, provide_infra
 from .stack import Stack, run_stack
@@ -29,3 +30,14 @@ def infra() -> Iterator[Infra]:
 async def stack(infra: Infra) -> AsyncIterator[Stack]:
     async with run_stack(infra) as running:
         yield running
+
+
+@pytest.fixture
+def own_nats() -> Iterator[EmbeddedNats]:
+    """A nats-server of the test's own (fixed port, so a restart keeps its clients)."""
+    root = Path(tempfile.mkdtemp(prefix="chatbus-own-nats-"))
+    try:
+        with EmbeddedNats(root / "nats", port=free_port("127.0.0.1")) as server:
+            yield server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -11,6 +13,7 @@ from chatbus_contracts.events import Event
 from chatbus_contracts.streams import (
     ALL_BUCKETS,
     ALL_STREAMS,
+    CHAT_REQUESTS,
     EVENTS,
     BucketSpec,
     ConsumerSpec,
@@ -42,14 +45,51 @@ _RETENTION = {
     "interest": api.RetentionPolicy.INTEREST,
 }
 _STORAGE = {"file": api.StorageType.FILE, "memory": api.StorageType.MEMORY}
-# Replicas of every stream and bucket a broker declares (CHATBUS_STREAM_REPLICAS).
-_replicas: weakref.WeakKeyDictionary[NatsBroker, int] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """What the settings change in the streams and buckets declared from contracts."""
+
+    replicas: int = 1
+    requests_duplicate_window_seconds: float = CHAT_REQUESTS.duplicate_window_seconds
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> StreamLayout:
+        return cls(settings.stream_replicas, settings.requests_duplicate_window_seconds)
+
+    def stream_config(self, spec: StreamSpec) -> api.StreamConfig:
+        """The nats-py config of a stream declared in contracts."""
+        window = spec.duplicate_window_seconds
+        if spec.name == CHAT_REQUESTS.name:
+            window = self.requests_duplicate_window_seconds
+        return api.StreamConfig(
+            name=spec.name,
+            description=spec.description,
+            subjects=list(spec.subjects),
+            retention=_RETENTION[spec.retention],
+            storage=_STORAGE[spec.storage],
+            max_age=spec.max_age_seconds,
+            duplicate_window=window,
+            num_replicas=self.replicas,
+        )
+
+
+# The layout each broker declares with (set by `create_broker`).
+_layouts: weakref.WeakKeyDictionary[NatsBroker, StreamLayout] = weakref.WeakKeyDictionary()
 
 
 def create_broker(
-    settings: ServiceSettings, *, service_name: str, tracer_provider: TracerProvider
+    settings: ServiceSettings,
+    *,
+    service_name: str,
+    tracer_provider: TracerProvider,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
 ) -> NatsBroker:
     """A broker that reconnects forever and carries trace context in message headers.
+
+    `on_reconnect` runs each time the connection is back after a disconnect (its
+    subscriptions renewed, what was buffered meanwhile sent).
 
     A handler's failure is redelivered with backoff and dead-lettered on the consumer's
     last delivery, as the settings' redelivery policy says (`dead_letter_office(broker)`).
@@ -59,35 +99,22 @@ def create_broker(
         name=f"chatbus-{service_name}",
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
+        reconnected_cb=on_reconnect,
         middlewares=[NatsTelemetryMiddleware(tracer_provider=tracer_provider)],
         logger=logging.getLogger(f"chatbus.{service_name}.broker"),
         log_level=logging.DEBUG,
     )
     office = open_dead_letter_office(broker, RedeliveryPolicy.from_settings(settings))
     broker.add_middleware(partial(NakWithBackoff, office=office))
-    _replicas[broker] = settings.stream_replicas
+    _layouts[broker] = StreamLayout.from_settings(settings)
     return broker
-
-
-def stream_config(spec: StreamSpec, replicas: int = 1) -> api.StreamConfig:
-    """The nats-py config of a stream declared in contracts."""
-    return api.StreamConfig(
-        name=spec.name,
-        description=spec.description,
-        subjects=list(spec.subjects),
-        retention=_RETENTION[spec.retention],
-        storage=_STORAGE[spec.storage],
-        max_age=spec.max_age_seconds,
-        duplicate_window=spec.duplicate_window_seconds,
-        num_replicas=replicas,
-    )
 
 
 async def declare_streams(broker: NatsBroker, specs: tuple[StreamSpec, ...] = ALL_STREAMS) -> None:
     """Create or update every stream; safe to run from every replica at every start."""
     js = broker.connection.jetstream()
     for spec in specs:
-        config = stream_config(spec, _replicas.get(broker, 1))
+        config = _layouts.get(broker, StreamLayout()).stream_config(spec)
         try:
             await js.update_stream(config)
         except NotFoundError:
@@ -98,7 +125,7 @@ async def declare_buckets(broker: NatsBroker, specs: tuple[BucketSpec, ...] = AL
     """Create every key-value bucket that does not exist yet."""
     js = broker.connection.jetstream()
     for spec in specs:
-        await ensure_bucket(js, spec, _replicas.get(broker, 1))
+        await ensure_bucket(js, spec, _layouts.get(broker, StreamLayout()).replicas)
 
 
 class Bucket:

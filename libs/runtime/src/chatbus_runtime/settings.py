@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from chatbus_contracts.streams import CHAT_REQUESTS
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -31,6 +32,12 @@ class ServiceSettings(BaseSettings):
         le=5,
         description="Replicas of every JetStream stream and key-value bucket (3 in a "
         "production cluster); applied when they are declared at start-up.",
+    )
+    requests_duplicate_window_seconds: float = Field(
+        default=CHAT_REQUESTS.duplicate_window_seconds,
+        gt=0,
+        description="How long JetStream drops a resent chat.send by its Nats-Msg-Id "
+        "(CHAT_REQUESTS); after it, the gateway's turn records still answer the resend.",
     )
     max_deliver: int | None = Field(
         default=None,
