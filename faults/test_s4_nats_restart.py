@@ -2,9 +2,9 @@
 
 Every service's connection drops and comes back; streams, consumers and key-value
 buckets are recovered from disk. Sends during the gap are refused (`unavailable`, the
-client sends again). Known bug (see CHUNKS_LOST_ON_RESTART): chunks around the restart
-can miss the live socket (it stalls until the client resumes) or the stream (a resume
-from before the hole never ends).
+client sends again). Chunks around the restart that missed the stream are published
+again by inference after its reconnect (runtime `ChunkSender`); relays that missed them
+live go on from the stream after the gateway's reconnect (`replay.live_chunks`).
 """
 
 from __future__ import annotations
@@ -23,15 +23,6 @@ from .scenario import assert_nothing_lost_or_duplicated, keep_loading, run_scena
 pytestmark = pytest.mark.timeout(600)
 
 DOWN_SECONDS = 3.0
-# Lost, duplicated and mismatched are asserted as everywhere; only a stall or a hole in a
-# turn's chunks (and nothing worse) turns this test into an xfail, naming the bug.
-CHUNKS_LOST_ON_RESTART = (
-    "chunks are core NATS publishes: one in flight while nats-server stops is in neither "
-    "the gateway's subscription nor CHAT_CHUNKS, and chunks the inference client flushes "
-    "before the gateway has resubscribed miss the live socket; the gateway's in_order "
-    "(services/gateway/src/chatbus_gateway/replay.py) then waits for the missing seq "
-    "forever, on the live socket and in every chat.resume before it"
-)
 
 
 async def test_a_nats_restart_loses_and_duplicates_nothing(
@@ -50,4 +41,4 @@ async def test_a_nats_restart_loses_and_duplicates_nothing(
         return f"nats-server stopped (SIGTERM) and started again on its store after {down:.1f} s"
 
     outcome = await run_scenario("4 nats-server restart", system, bus, rows, restart_nats)
-    assert_nothing_lost_or_duplicated(outcome.verdict, known_bug=CHUNKS_LOST_ON_RESTART)
+    assert_nothing_lost_or_duplicated(outcome.verdict)

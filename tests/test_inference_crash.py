@@ -10,8 +10,17 @@ from typing import Any
 
 import pytest
 from chatbus_client import ChatbusClient
+from chatbus_contracts import subjects
+from chatbus_contracts.chunks import DeltaChunk
+from chatbus_contracts.commands import GenerateReply
+from chatbus_contracts.common import TokenUsage, derived_id, utc_now
+from chatbus_contracts.events import ConversationCreated, Event, MessageCreated
+from chatbus_contracts.streams import CHAT_REQUESTS, INFERENCE_CONSUMER
+from chatbus_runtime.bus import publish_event
+from faststream.nats import NatsBroker
 from websockets.asyncio.client import connect
 
+from .eventbus import connected_bus
 from .stack import Stack, service_process
 from .wsclient import receive, send
 
@@ -92,3 +101,91 @@ async def test_a_replica_killed_mid_answer_restarts_it_on_another(
         assert [d["seq"] for d in deltas] == list(range(first, first + len(deltas)))
         assert "".join(d["text"] for d in deltas) == ANSWER
         assert (end["type"], end["message_id"]) == ("chat.end", str(turn.assistant_message_id))
+
+
+STORED = ["the answer ", "that was ", "stored"]
+
+
+async def _die_after_storing(bus: NatsBroker, request: GenerateReply) -> None:
+    """What a replica leaves that dies after storing its answer, before the turn's end."""
+    for seq, text in enumerate(STORED, 1):
+        chunk = DeltaChunk(request_id=request.request_id, seq=seq, text=text)
+        await bus.connection.publish(request.reply_subject, chunk.model_dump_json().encode())
+    events: list[Event] = [
+        ConversationCreated(
+            event_id=derived_id(request.request_id, subjects.CONVERSATION_CREATED),
+            user_id=request.user_id,
+            conversation_id=request.conversation_id,
+            title="stored",
+            created_at=request.accepted_at,
+        )
+    ]
+    for role, message_id, content, parent in (
+        ("user", request.user_message_id, request.content, None),
+        ("assistant", request.assistant_message_id, "".join(STORED), request.user_message_id),
+    ):
+        events.append(
+            MessageCreated(
+                event_id=derived_id(request.request_id, subjects.MESSAGE_CREATED, role),
+                user_id=request.user_id,
+                message_id=message_id,
+                conversation_id=request.conversation_id,
+                request_id=request.request_id,
+                role=role,
+                content=content,
+                parent_id=parent,
+                created_at=utc_now(),
+                model="gpt-4o-mini",
+                provider="openai",
+                usage=TokenUsage(prompt_tokens=5, completion_tokens=3) if parent else None,
+                finish_reason="stop" if parent else None,
+                latency_ms=40 if parent else None,
+            )
+        )
+    for event in events:
+        await publish_event(bus, event)
+
+
+async def test_a_replica_that_died_after_storing_its_answer_is_not_answered_again(
+    stack: Stack,
+) -> None:
+    user = f"stored-{uuid.uuid4().hex[:6]}"
+    stack.emulator.reset()
+    stack.emulator.script({"reply": "a second, different answer"})
+    async with ChatbusClient(stack.gateway_url, stack.token(user)) as client:
+        async with connected_bus(stack) as bus, stack.without_inference():
+            stream = client.chat("what is stored?", model="gpt-4o-mini")
+            # This test is the replica that takes the request (and never acks it).
+            js = bus.connection.jetstream()
+            pull = await js.pull_subscribe_bind(INFERENCE_CONSUMER.durable, CHAT_REQUESTS.name)
+            [taken] = await pull.fetch(1, timeout=10)
+            request = GenerateReply.model_validate_json(taken.data)
+            await _die_after_storing(bus, request)
+        # A live replica gets the request again after the ack wait (10 s).
+        async with asyncio.timeout(60):
+            pieces = [piece async for piece in stream]
+        turn = stream.result
+
+    assert stream.restarts == 0
+    assert "".join(pieces) == turn.text == "".join(STORED)
+    assert turn.end is not None and turn.end.message_id == request.assistant_message_id
+    assert (turn.end.finish_reason, turn.end.usage.completion_tokens) == ("stop", 3)
+    assert stack.emulator.requests() == []  # nothing was generated again
+
+    async def billed() -> bool:
+        rows = await stack.fetch(
+            "SELECT completion_tokens FROM usage.ledger WHERE request_id = $1",
+            request.request_id,
+        )
+        return [row["completion_tokens"] for row in rows] == [3]
+
+    await stack.wait_for(billed)
+    rows = await stack.fetch(
+        "SELECT role, content FROM conversation.messages WHERE conversation_id = $1 "
+        "ORDER BY created_at",
+        request.conversation_id,
+    )
+    assert [(row["role"], row["content"]) for row in rows] == [
+        ("user", "what is stored?"),
+        ("assistant", "".join(STORED)),
+    ]

@@ -13,6 +13,7 @@ from chatbus_contracts.chunks import (
     StoppedChunk,
 )
 from chatbus_gateway.replay import in_order, live_chunks
+from chatbus_gateway.replies import RECONNECTED, ChunkQueue
 
 REQUEST_ID = uuid.uuid4()
 
@@ -100,7 +101,7 @@ async def test_duplicates_and_early_chunks_come_once_in_order() -> None:
 
 async def test_a_stalled_live_relay_carries_on_from_the_stream() -> None:
     # Chunks 3 and 4 were published while this gateway's subscription was away.
-    queue: asyncio.Queue[ReplyChunk] = asyncio.Queue()
+    queue: ChunkQueue = asyncio.Queue()
     for chunk in (_delta(1), _delta(2)):
         queue.put_nowait(chunk)
     stored = [_delta(1), _delta(2), _delta(3), _delta(4), _end(5, 1)]
@@ -116,7 +117,7 @@ async def test_a_stalled_live_relay_carries_on_from_the_stream() -> None:
 
 
 async def test_a_live_relay_that_keeps_flowing_never_reads_the_stream() -> None:
-    queue: asyncio.Queue[ReplyChunk] = asyncio.Queue()
+    queue: ChunkQueue = asyncio.Queue()
     for chunk in (_delta(1), _end(2, 1)):
         queue.put_nowait(chunk)
 
@@ -125,3 +126,18 @@ async def test_a_live_relay_that_keeps_flowing_never_reads_the_stream() -> None:
 
     relayed = [chunk.seq async for chunk in in_order(live_chunks(queue, no_stream))]
     assert relayed == [1, 2]
+
+
+async def test_after_a_reconnect_the_relay_goes_on_from_the_stream_though_chunks_flow() -> None:
+    # Chunk 3 was published while the subscription was away; 4 and 5 came live after it.
+    queue: ChunkQueue = asyncio.Queue()
+    for item in (_delta(1), _delta(2), RECONNECTED, _delta(4), _end(5, 1)):
+        queue.put_nowait(item)
+    stored = [_delta(1), _delta(2), _delta(3), _delta(4), _end(5, 1)]
+
+    async def from_stream() -> AsyncIterator[ReplyChunk]:
+        for chunk in stored:
+            yield chunk
+
+    relayed = [chunk.seq async for chunk in in_order(live_chunks(queue, from_stream))]
+    assert relayed == [1, 2, 3, 4, 5]

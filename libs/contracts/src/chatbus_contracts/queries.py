@@ -63,6 +63,7 @@ class MessageView(Model):
     usage: TokenUsage | None = None
     cost_usd: Usd | None = None
     finish_reason: FinishReason | None = None
+    latency_ms: int | None = None
     context_message_ids: list[UUID] = Field(
         default_factory=list, description="Messages retrieval memory added to its prompt."
     )
@@ -105,6 +106,26 @@ class ConversationFound(Model):
     """Reply to `GetConversation`: `conversation` is None for a missing or foreign id."""
 
     conversation: ConversationDetail | None
+
+
+class GetMessage(Model):
+    """One message of the user's, read after every `message.created` published so far.
+
+    Inference asks it for a retried turn's answer: a try that died after storing the
+    answer but before ending the turn leaves the answer to be relayed, not written again.
+    """
+
+    user_id: str
+    message_id: UUID
+
+
+class MessageFound(Model):
+    """Reply to `GetMessage`: `message` is None for a missing or foreign id."""
+
+    message: MessageView | None
+    caught_up: bool = Field(
+        default=True, description="False when the read barrier timed out (it may be stored yet)."
+    )
 
 
 class HistoryReply(Model):

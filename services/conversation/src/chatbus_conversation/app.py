@@ -31,8 +31,10 @@ from chatbus_contracts.queries import (
     ConversationPage,
     GetConversation,
     GetHistory,
+    GetMessage,
     HistoryReply,
     ListConversations,
+    MessageFound,
 )
 from chatbus_contracts.streams import CONVERSATION_CONSUMER
 from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
@@ -153,6 +155,12 @@ class ConversationService:
                 untitled=untitled,
                 caught_up=caught_up,
             )
+
+        @broker.subscriber(subjects.CONVERSATION_QUERY_MESSAGE, queue=QUEUE, max_workers=workers)
+        async def get_message(query: GetMessage) -> MessageFound:
+            caught_up = await barrier.wait()
+            message = await store.message(query.user_id, query.message_id)
+            return MessageFound(message=message, caught_up=caught_up)
 
         @broker.subscriber(subjects.CONVERSATION_QUERY_SEARCH, queue=QUEUE, max_workers=workers)
         async def search(query: SearchMessages) -> SearchResults:

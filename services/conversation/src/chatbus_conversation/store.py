@@ -166,6 +166,20 @@ class ConversationStore:
         )
         return [message_view(m) for m in (await session.scalars(query)).all()]
 
+    async def message(self, user_id: str, message_id: UUID) -> MessageView | None:
+        """One message of the user's live conversations, or None."""
+        async with self.session() as session:
+            row = await session.scalar(
+                select(MessageRow)
+                .join(ConversationRow, col(ConversationRow.id) == col(MessageRow.conversation_id))
+                .where(
+                    col(MessageRow.id) == message_id,
+                    col(ConversationRow.user_id) == user_id,
+                    col(ConversationRow.deleted_at).is_(None),
+                )
+            )
+        return None if row is None else message_view(row)
+
     async def new_conversation_settings(self, user_id: str) -> ChatSettings:
         """The settings a conversation the user starts now gets: their preferences."""
         async with self.session() as session:

@@ -58,5 +58,6 @@ def message_view(row: MessageRow) -> MessageView:
         usage=usage,
         cost_usd=row.cost_usd,
         finish_reason=row.finish_reason,
+        latency_ms=row.latency_ms,
         context_message_ids=row.context_message_ids,
     )

@@ -14,6 +14,7 @@ older attempts (a dead replica's tail, a stalled replica that woke up) are dropp
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from uuid import UUID
 
@@ -21,19 +22,33 @@ from chatbus_contracts import subjects
 from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER, ReplyChunk, RestartChunk, is_terminal
 from chatbus_contracts.streams import CHAT_CHUNKS
 from chatbus_runtime.chunks import last_chunk
+from chatbus_runtime.outages import is_transient
 from faststream.nats import NatsBroker
 from nats.js.api import DeliverPolicy
+
+from .replies import ChunkQueue, Reconnected
+
+# How long a reader keeps trying to open the stream (JetStream just after a restart).
+SUBSCRIBE_DEADLINE_SECONDS = 30.0
 
 
 async def stored_chunks(broker: NatsBroker, request_id: UUID) -> AsyncIterator[ReplyChunk]:
     """Every chunk of `request_id` in stream order, then new ones as they are stored."""
     js = broker.connection.jetstream()
-    subscription = await js.subscribe(
-        subjects.chat_chunks_request_wildcard(request_id),
-        stream=CHAT_CHUNKS.name,
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.ALL,
-    )
+    deadline = time.monotonic() + SUBSCRIBE_DEADLINE_SECONDS
+    while True:
+        try:
+            subscription = await js.subscribe(
+                subjects.chat_chunks_request_wildcard(request_id),
+                stream=CHAT_CHUNKS.name,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+            )
+            break
+        except Exception as error:
+            if not is_transient(error) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)
     try:
         async for msg in subscription.messages:
             yield REPLY_CHUNK_ADAPTER.validate_json(msg.data)
@@ -60,23 +75,26 @@ STALL_SECONDS = 5.0
 
 
 async def live_chunks(
-    queue: asyncio.Queue[ReplyChunk],
+    queue: ChunkQueue,
     stored: Callable[[], AsyncIterator[ReplyChunk]],
     stall_seconds: float = STALL_SECONDS,
 ) -> AsyncIterator[ReplyChunk]:
-    """The live chunks routed to this gateway; after `stall_seconds` without one, the stored.
+    """The live chunks routed to this gateway, until they may have missed one; then the stored.
 
     Live delivery is core NATS: chunks published while this gateway's subscription was
-    away (a NATS reconnect) never reach the queue. A silence that long switches to the
-    CHAT_CHUNKS stream from the start, which also follows new chunks; `in_order` drops
-    what was relayed already. A slow provider only costs that one stream read.
+    away never reach the queue. After a reconnect (the router says so), or a silence of
+    `stall_seconds` (anything else), the relay switches to the CHAT_CHUNKS stream from
+    the start, which also follows new chunks; `in_order` drops what was relayed already.
+    A slow provider only costs that one stream read.
     """
     while True:
         try:
-            chunk = await asyncio.wait_for(queue.get(), stall_seconds)
+            item = await asyncio.wait_for(queue.get(), stall_seconds)
         except TimeoutError:
             break
-        yield chunk
+        if isinstance(item, Reconnected):
+            break
+        yield item
     async for chunk in stored():
         yield chunk
 
@@ -123,7 +141,7 @@ async def in_order(
 
 
 def turn_chunks(
-    broker: NatsBroker, request_id: UUID, queue: asyncio.Queue[ReplyChunk], *, duplicate: bool
+    broker: NatsBroker, request_id: UUID, queue: ChunkQueue, *, duplicate: bool
 ) -> AsyncIterator[ReplyChunk]:
     """A just-accepted turn's chunks in order: live from `queue`, or replayed for a resend."""
     if duplicate:

@@ -7,7 +7,14 @@ from uuid import UUID
 
 from chatbus_contracts.chunks import ReplyChunk
 
-ChunkQueue = asyncio.Queue[ReplyChunk]
+
+class Reconnected:
+    """Put in every queue when the NATS connection came back: chunks may have been missed."""
+
+
+RECONNECTED = Reconnected()
+
+ChunkQueue = asyncio.Queue[ReplyChunk | Reconnected]
 
 
 class ReplyRouter:
@@ -39,6 +46,16 @@ class ReplyRouter:
         """Hand a chunk to every turn waiting for it."""
         for queue in self._queues.get(chunk.request_id, ()):
             queue.put_nowait(chunk)
+
+    async def reconnected(self) -> None:
+        """The subscription is back after a NATS disconnect: tell every open turn.
+
+        Core NATS does not keep what was published while this gateway was away, so
+        each relay goes on from the CHAT_CHUNKS stream instead (`replay.live_chunks`).
+        """
+        for queues in self._queues.values():
+            for queue in queues:
+                queue.put_nowait(RECONNECTED)
 
     @property
     def open_requests(self) -> int:

@@ -51,8 +51,13 @@ class GatewayState:
 def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> GatewayState:
     """Wire the gateway: one chunk subscription for this process, clients on the broker."""
     gateway_id = secrets.token_hex(6)
-    broker = create_broker(settings, service_name="gateway", tracer_provider=tracer_provider)
     router = ReplyRouter()
+    broker = create_broker(
+        settings,
+        service_name="gateway",
+        tracer_provider=tracer_provider,
+        on_reconnect=router.reconnected,
+    )
 
     sockets = UserSockets()
 

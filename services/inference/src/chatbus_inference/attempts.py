@@ -6,7 +6,8 @@ the newest chunk stored for the request:
 
     nothing, or an unfinished try older than this one ──▶ GO: chunks continue after its
                                                           seq; a retry opens with a
-                                                          restart chunk
+                                                          restart chunk (unless the
+                                                          answer was stored: turn.py)
     a terminal chunk (end, error, stopped)           ──▶ ENDED: the answer and its events
                                                           are stored; just ack
     a chunk of a newer try                           ──▶ STALE: this delivery sat in a
@@ -22,7 +23,7 @@ from enum import Enum
 
 from chatbus_contracts.chunks import RestartChunk, is_terminal
 from chatbus_contracts.commands import GenerateReply
-from chatbus_runtime.chunks import last_chunk, publish_chunk
+from chatbus_runtime.chunks import ChunkSender, last_chunk
 from faststream.nats import NatsBroker, NatsMessage
 
 logger = logging.getLogger(__name__)
@@ -38,10 +39,14 @@ class Verdict(Enum):
 
 @dataclass(frozen=True)
 class LookBack:
-    """What the stored chunks say about this delivery; `seq` is the last one stored (0: none)."""
+    """What the stored chunks say about this delivery: the last one's `seq` and `attempt`.
+
+    Both are 0 when nothing is stored.
+    """
 
     verdict: Verdict
-    seq: int
+    seq: int = 0
+    attempt: int = 0
 
 
 def attempt_of(msg: NatsMessage) -> int:
@@ -53,19 +58,17 @@ async def look_back(broker: NatsBroker, request: GenerateReply, attempt: int) ->
     """Read the newest stored chunk of the request and judge this attempt by it."""
     last = await last_chunk(broker, request.reply_subject)
     if last is None:
-        return LookBack(Verdict.GO, 0)
+        return LookBack(Verdict.GO)
+    verdict = Verdict.ENDED if is_terminal(last) else Verdict.GO
     if last.attempt > attempt:
         logger.warning("request %s: attempt %d is stale", request.request_id, attempt)
-        return LookBack(Verdict.STALE, last.seq)
-    if is_terminal(last):
-        return LookBack(Verdict.ENDED, last.seq)
-    return LookBack(Verdict.GO, last.seq)
+        verdict = Verdict.STALE
+    return LookBack(verdict, last.seq, last.attempt)
 
 
 async def announce_restart(
-    broker: NatsBroker, request: GenerateReply, attempt: int, seq: int
+    sender: ChunkSender, request: GenerateReply, attempt: int, seq: int
 ) -> None:
     """Tell the readers that the answer starts over with this attempt, at `seq`."""
     logger.info("request %s: restarting as attempt %d", request.request_id, attempt)
-    chunk = RestartChunk(request_id=request.request_id, seq=seq, attempt=attempt)
-    await publish_chunk(broker, chunk, request.reply_subject)
+    await sender.send(RestartChunk(request_id=request.request_id, seq=seq, attempt=attempt))

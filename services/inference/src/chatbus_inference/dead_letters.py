@@ -16,7 +16,7 @@ from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.deadletters import DeadLetter
 from chatbus_contracts.errors import ErrorCode
 from chatbus_runtime.bus import publish_event
-from chatbus_runtime.chunks import last_chunk, publish_chunk
+from chatbus_runtime.chunks import ChunkSender, last_chunk
 from faststream.nats import NatsBroker
 from pydantic import ValidationError
 
@@ -55,4 +55,4 @@ class DeadLetteredTurns:
             code=ErrorCode.DEAD_LETTERED,
             message=message,
         )
-        await publish_chunk(self._broker, chunk, request.reply_subject)
+        await ChunkSender(self._broker, request.reply_subject).send_last(chunk)

@@ -24,7 +24,13 @@ from chatbus_contracts import subjects
 from chatbus_contracts.commands import GenerateReply, PriorMessage
 from chatbus_contracts.common import ChatSettings
 from chatbus_contracts.errors import ErrorCode
-from chatbus_contracts.queries import GetHistory, HistoryReply, MessageView
+from chatbus_contracts.queries import (
+    GetHistory,
+    GetMessage,
+    HistoryReply,
+    MessageFound,
+    MessageView,
+)
 from faststream.nats import NatsBroker
 
 from .memory import Memory, Recollection
@@ -114,6 +120,24 @@ async def plan_turn(
         return plan
     recollection = await memory.recall(request.user_id, request.conversation_id, question)
     return replace(plan, recollection=recollection)
+
+
+async def stored_answer(
+    broker: NatsBroker, request: GenerateReply, timeout_seconds: float
+) -> MessageView | None:
+    """A retried turn's answer, if an earlier try stored it but died before ending the turn.
+
+    Raises `TimeoutError` (a transient failure: the request is delivered again later)
+    while the conversation service has not caught up with the published events.
+    """
+    query = GetMessage(user_id=request.user_id, message_id=request.assistant_message_id)
+    response = await broker.request(
+        query, subjects.CONVERSATION_QUERY_MESSAGE, timeout=timeout_seconds
+    )
+    found = MessageFound.model_validate_json(response.body)
+    if not found.caught_up:
+        raise TimeoutError("the conversation service is behind the events")
+    return found.message
 
 
 async def _plan_from_history(

@@ -19,8 +19,12 @@
 Every event id is derived from the request id, so a redelivered turn republishes the
 same events and JetStream drops the duplicates. Nothing of an attempt's answer is
 stored before it finished, so a dead replica leaves only chunks, which readers drop
-once the next attempt's restart chunk arrives. A stop asked for before generation
-(running.py, stop_marks.py) ends the turn as stopped without an answer.
+once the next attempt's restart chunk arrives. A replica that died after storing the
+answer but before its terminal chunk leaves the answer: the retry ends the turn with it
+(usage.recorded again, deduplicated; the terminal chunk) instead of answering anew.
+A stop asked for before generation (running.py, stop_marks.py) ends the turn as
+stopped without an answer. Chunks go through a `ChunkSender`, which publishes them
+again after a NATS reconnect and has the terminal one acknowledged by the stream.
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ from typing import TypeVar
 from uuid import UUID
 
 from chatbus_contracts import subjects
-from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, StoppedChunk
+from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, ReplyChunk, StoppedChunk
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import FinishReason, TokenUsage, derived_id, first_words, utc_now
 from chatbus_contracts.events import ConversationCreated, Event, MessageCreated
+from chatbus_contracts.queries import MessageView
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import publish_event
-from chatbus_runtime.chunks import publish_chunk
+from chatbus_runtime.chunks import ChunkSender
 from faststream.nats import NatsBroker, NatsMessage
 
 from .attempts import Verdict, announce_restart, attempt_of, look_back
@@ -50,7 +55,7 @@ from .budgets import BudgetBook, worst_case_cost
 from .failures import message_failed
 from .keepalive import in_progress_while
 from .memory import Memory
-from .plan import TurnPlan, plan_turn
+from .plan import TurnPlan, plan_turn, stored_answer
 from .prompt import trim_to_window
 from .providers.base import (
     CompletionRequest,
@@ -73,11 +78,13 @@ logger = logging.getLogger(__name__)
 class _Progress:
     """What this attempt has streamed so far, by which route, for which plan."""
 
+    sender: ChunkSender
     attempt: int = 1
     plan: TurnPlan | None = None
     route: Route | None = None
     prompt: list[PromptMessage] = field(default_factory=list)
     seq: int = 0  # of the last chunk published, by this attempt or an earlier one
+    last_attempt: int = 0  # of the last chunk an earlier delivery stored (0: none)
     parts: list[str] = field(default_factory=list)
     reserved: bool = False  # a budget reservation is held for the turn
 
@@ -136,7 +143,10 @@ class TurnRunner:
         running = self._turns.start(request.request_id, request.user_id)
         try:
             async with in_progress_while(msg, INFERENCE_CONSUMER.ack_wait_seconds / 3):
-                return await self._attempt(request, running, _Progress(attempt_of(msg)))
+                progress = _Progress(
+                    ChunkSender(self._broker, request.reply_subject), attempt_of(msg)
+                )
+                return await self._attempt(request, running, progress)
         finally:
             self._turns.end(request.request_id, running)
 
@@ -145,16 +155,9 @@ class TurnRunner:
     ) -> Outcome:
         started = time.monotonic()
         try:
-            # Independent round-trips overlap: time to first token is their longest, not
-            # their sum. The stored chunks' verdict wins over whatever the plan says.
-            began, planned = await asyncio.gather(
-                self._begin(request, progress),
-                plan_turn(self._broker, request, self._history_timeout, self._memory),
-                return_exceptions=True,
-            )
-            if (ended := _result(began)) is not None:
-                return ended
-            plan = progress.plan = _result(planned)
+            plan = await self._prepare(request, running, progress)
+            if isinstance(plan, Outcome):
+                return plan
             _, marked = await asyncio.gather(
                 self._publish_user_message(request, plan),
                 self._stop_marks.marked(request.request_id),
@@ -182,18 +185,77 @@ class TurnRunner:
         running.phase = Phase.FINISHING
         return await self._finish(request, running, progress, finished, started)
 
+    async def _prepare(
+        self, request: GenerateReply, running: RunningTurn, progress: _Progress
+    ) -> TurnPlan | Outcome:
+        """The turn's plan, or how to settle a delivery that has nothing to generate."""
+        # Independent round-trips overlap: time to first token is their longest, not
+        # their sum. The stored chunks' verdict wins over whatever the plan says.
+        began, planned = await asyncio.gather(
+            self._begin(request, progress),
+            self._plan(request, progress.attempt),
+            return_exceptions=True,
+        )
+        if (ended := _result(began)) is not None:
+            return ended
+        if isinstance(planned, BaseException):
+            raise planned
+        if isinstance(planned, MessageView):  # an earlier try stored the answer
+            running.phase = Phase.FINISHING
+            await self._end_with_stored(request, progress, planned)
+            return Outcome.ACK
+        progress.plan = planned
+        if progress.attempt > 1:
+            progress.seq += 1
+            await announce_restart(progress.sender, request, progress.attempt, progress.seq)
+        return planned
+
     async def _begin(self, request: GenerateReply, progress: _Progress) -> Outcome | None:
-        """Judge this delivery by the stored chunks; a retry announces its restart first."""
+        """Judge this delivery by the stored chunks."""
         looked = await look_back(self._broker, request, progress.attempt)
         if looked.verdict is Verdict.ENDED:
             return Outcome.ACK
         if looked.verdict is Verdict.STALE:
             return Outcome.DROP
-        progress.seq = looked.seq
-        if progress.attempt > 1:
-            progress.seq += 1
-            await announce_restart(self._broker, request, progress.attempt, progress.seq)
+        progress.seq, progress.last_attempt = looked.seq, looked.attempt
         return None
+
+    async def _plan(self, request: GenerateReply, attempt: int) -> TurnPlan | MessageView:
+        """The turn's plan; for a retry, first the answer an earlier try may have stored."""
+        if attempt > 1:
+            stored = await stored_answer(self._broker, request, self._history_timeout)
+            if stored is not None:
+                return stored
+        return await plan_turn(self._broker, request, self._history_timeout, self._memory)
+
+    async def _end_with_stored(
+        self, request: GenerateReply, progress: _Progress, answer: MessageView
+    ) -> None:
+        """End a turn whose answer an earlier try stored (its chunks are in the stream)."""
+        logger.warning("request %s: ending with the answer already stored", request.request_id)
+        usage = answer.usage or TokenUsage(prompt_tokens=0, completion_tokens=0)
+        model, provider = answer.model or "", answer.provider or ""
+        finish_reason = answer.finish_reason or "stop"
+        recorded = usage_recorded(request, provider, model, usage, finish_reason, answer.latency_ms)
+        await publish_event(self._broker, recorded)  # deduplicated if it was published
+        seq, attempt = progress.seq + 1, max(progress.last_attempt, 1)
+        terminal: ReplyChunk = StoppedChunk(
+            request_id=request.request_id, seq=seq, attempt=attempt, message_id=answer.id
+        )
+        if finish_reason != "stopped":
+            terminal = EndChunk(
+                request_id=request.request_id,
+                seq=seq,
+                attempt=attempt,
+                message_id=answer.id,
+                finish_reason=finish_reason,
+                usage=usage,
+                cost_usd=answer.cost_usd,
+                model=model,
+                provider=provider,
+                latency_ms=answer.latency_ms or 0,
+            )
+        await progress.sender.send_last(terminal)
 
     async def _finish(
         self,
@@ -303,7 +365,7 @@ class TurnRunner:
                     attempt=progress.attempt,
                     text=event.text,
                 )
-                await publish_chunk(self._broker, chunk, request.reply_subject)
+                await progress.sender.send(chunk)
             else:
                 assert isinstance(event, Finished)
                 return event
@@ -380,7 +442,7 @@ class TurnRunner:
             latency_ms=latency_ms,
             tool_calls=list(finished.tool_calls) or None,
         )
-        await publish_chunk(self._broker, end, request.reply_subject)
+        await progress.sender.send_last(end)
 
     async def _stopped(self, request: GenerateReply, progress: _Progress, started: float) -> None:
         """Keep and bill the partial answer of a stopped turn."""
@@ -403,7 +465,7 @@ class TurnRunner:
             attempt=progress.attempt,
             message_id=request.assistant_message_id,
         )
-        await publish_chunk(self._broker, stopped, request.reply_subject)
+        await progress.sender.send_last(stopped)
 
     async def _fail(
         self, request: GenerateReply, progress: _Progress, error: ProviderError
@@ -441,7 +503,7 @@ class TurnRunner:
             message=error.message,
             retryable=error.retryable,
         )
-        await publish_chunk(self._broker, chunk, request.reply_subject)
+        await progress.sender.send_last(chunk)
 
 
 ResultT = TypeVar("ResultT")
