@@ -39,7 +39,7 @@ from typing import TypeVar
 from uuid import UUID
 
 from chatbus_contracts import subjects
-from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, ReplyChunk, StoppedChunk
+from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, StoppedChunk
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import FinishReason, TokenUsage, derived_id, first_words, utc_now
 from chatbus_contracts.events import ConversationCreated, Event, MessageCreated
@@ -49,7 +49,7 @@ from chatbus_runtime.bus import publish_event
 from chatbus_runtime.chunks import ChunkSender
 from faststream.nats import NatsBroker, NatsMessage
 
-from .attempts import Verdict, announce_restart, attempt_of, look_back
+from .attempts import Verdict, announce_restart, attempt_of, end_with_stored, look_back
 from .billing import estimate_usage, usage_recorded
 from .budgets import BudgetBook, worst_case_cost
 from .failures import message_failed
@@ -202,7 +202,8 @@ class TurnRunner:
             raise planned
         if isinstance(planned, MessageView):  # an earlier try stored the answer
             running.phase = Phase.FINISHING
-            await self._end_with_stored(request, progress, planned)
+            terminal_at = progress.seq + 1, max(progress.last_attempt, 1)
+            await end_with_stored(self._broker, progress.sender, request, planned, *terminal_at)
             return Outcome.ACK
         progress.plan = planned
         if progress.attempt > 1:
@@ -227,35 +228,6 @@ class TurnRunner:
             if stored is not None:
                 return stored
         return await plan_turn(self._broker, request, self._history_timeout, self._memory)
-
-    async def _end_with_stored(
-        self, request: GenerateReply, progress: _Progress, answer: MessageView
-    ) -> None:
-        """End a turn whose answer an earlier try stored (its chunks are in the stream)."""
-        logger.warning("request %s: ending with the answer already stored", request.request_id)
-        usage = answer.usage or TokenUsage(prompt_tokens=0, completion_tokens=0)
-        model, provider = answer.model or "", answer.provider or ""
-        finish_reason = answer.finish_reason or "stop"
-        recorded = usage_recorded(request, provider, model, usage, finish_reason, answer.latency_ms)
-        await publish_event(self._broker, recorded)  # deduplicated if it was published
-        seq, attempt = progress.seq + 1, max(progress.last_attempt, 1)
-        terminal: ReplyChunk = StoppedChunk(
-            request_id=request.request_id, seq=seq, attempt=attempt, message_id=answer.id
-        )
-        if finish_reason != "stopped":
-            terminal = EndChunk(
-                request_id=request.request_id,
-                seq=seq,
-                attempt=attempt,
-                message_id=answer.id,
-                finish_reason=finish_reason,
-                usage=usage,
-                cost_usd=answer.cost_usd,
-                model=model,
-                provider=provider,
-                latency_ms=answer.latency_ms or 0,
-            )
-        await progress.sender.send_last(terminal)
 
     async def _finish(
         self,
