@@ -3,10 +3,17 @@
 - `conversation.created` inserts (a duplicate changes nothing); unset settings take
   the user's preferences.
 - `message.created` inserts the message once and, in the same transaction, counts it
-  (messages, tokens, cost) and makes it the active message if it is the newest.
+  (messages, tokens, cost) and makes it the active message if it is the newest. The
+  insert is guarded by the conversation being the user's, so the usual message costs
+  two statements; only when nothing is inserted does it look why: a conversation not
+  stored yet (the message came first) is created from the message and the insert
+  retried; a message stored already, or naming another user's conversation, is False.
 - `conversation.updated` replaces title and settings if its `revision` is newer (the
   active message follows the messages; a branch switch by `PATCH` is written directly).
 - `conversation.deleted` sets `deleted_at` once.
+
+Everything runs as Core statements on a connection (no ORM session, no loaded rows);
+the message statements are built once, with named parameters.
 """
 
 from __future__ import annotations
@@ -24,17 +31,87 @@ from chatbus_contracts.events import (
     ConversationUpdated,
     MessageCreated,
 )
-from sqlalchemy import or_, update
+from sqlalchemy import (
+    DateTime,
+    Row,
+    Uuid,
+    bindparam,
+    case,
+    exists,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlmodel import col, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlmodel import col
 
 from .models import ConversationRow, MessageRow, PreferencesRow
 
 logger = logging.getLogger(__name__)
 
+Database = AsyncSession | AsyncConnection
+"""Where a statement runs: a service's session or a connection of its own."""
 
-def preferred_settings(prefs: PreferencesRow | None) -> ChatSettings:
+_PREFERENCES = select(
+    col(PreferencesRow.default_model),
+    col(PreferencesRow.default_system_prompt),
+    col(PreferencesRow.default_memory),
+).where(col(PreferencesRow.user_id) == bindparam("user_id"))
+
+_MESSAGE_COLUMNS = inspect(MessageRow).columns
+
+# One message row, from parameters named as its columns, if the conversation is the user's.
+_INSERT_MESSAGE = (
+    insert(MessageRow)
+    .from_select(
+        [column.name for column in _MESSAGE_COLUMNS],
+        select(*(bindparam(column.name, type_=column.type) for column in _MESSAGE_COLUMNS)).where(
+            exists().where(
+                col(ConversationRow.id) == bindparam("conversation_id"),
+                col(ConversationRow.user_id) == bindparam("user_id"),
+            )
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(col(MessageRow.id))
+)
+
+_OWNER = select(col(ConversationRow.user_id)).where(
+    col(ConversationRow.id) == bindparam("conversation_id")
+)
+
+# The newest message is the active one (a branch or a regenerate switches to it).
+_NEWEST = or_(
+    col(ConversationRow.active_at).is_(None),
+    col(ConversationRow.active_at) <= bindparam("message_at", type_=DateTime(timezone=True)),
+)
+
+# Count a message and make it the active one if it is the newest (SET sees the old row).
+_COUNT_MESSAGE = (
+    update(ConversationRow)
+    .where(col(ConversationRow.id) == bindparam("conversation_id"))
+    .values(
+        message_count=col(ConversationRow.message_count) + 1,
+        total_tokens=col(ConversationRow.total_tokens) + bindparam("added_tokens"),
+        cost_usd=col(ConversationRow.cost_usd) + bindparam("added_cost"),
+        updated_at=bindparam("message_at"),
+        active_message_id=case(
+            (_NEWEST, bindparam("message_id", type_=Uuid)),
+            else_=col(ConversationRow.active_message_id),
+        ),
+        active_at=case(
+            (_NEWEST, bindparam("message_at", type_=DateTime(timezone=True))),
+            else_=col(ConversationRow.active_at),
+        ),
+    )
+)
+
+
+def preferred_settings(
+    prefs: PreferencesRow | Row[str | None, str | None, bool | None] | None,
+) -> ChatSettings:
     """The settings a user's preferences give a conversation that sets none itself."""
     if prefs is None:
         return ChatSettings()
@@ -57,16 +134,54 @@ def filled(settings: ChatSettings, preferred: ChatSettings) -> ChatSettings:
     )
 
 
-async def with_preferences(
-    session: AsyncSession, user_id: str, settings: ChatSettings
-) -> ChatSettings:
+async def with_preferences(db: Database, user_id: str, settings: ChatSettings) -> ChatSettings:
     """`settings` with the user's preferences filled in where it sets none."""
-    return filled(settings, preferred_settings(await session.get(PreferencesRow, user_id)))
+    prefs = (await db.execute(_PREFERENCES, {"user_id": user_id})).first()
+    return filled(settings, preferred_settings(prefs))
 
 
 def settings_columns(settings: ChatSettings) -> dict[str, Any]:
     """The row columns that hold a conversation's settings."""
     return settings.model_dump()
+
+
+def message_columns(event: MessageCreated) -> dict[str, Any]:
+    """The row of a message: every column of `conversation.messages`, by name."""
+    usage = event.usage
+    return {
+        "id": event.message_id,
+        "conversation_id": event.conversation_id,
+        "user_id": event.user_id,
+        "request_id": event.request_id,
+        "role": event.role,
+        # Postgres text cannot hold NUL; a provider that sends one must not turn the
+        # event into one that can never be stored.
+        "content": event.content.replace("\x00", "\ufffd"),
+        "parent_id": event.parent_id,
+        "created_at": event.created_at,
+        "model": event.model,
+        "provider": event.provider,
+        "prompt_tokens": usage.prompt_tokens if usage else None,
+        "completion_tokens": usage.completion_tokens if usage else None,
+        "cached_tokens": usage.cached_tokens if usage else None,
+        "cache_write_tokens": usage.cache_write_tokens if usage else None,
+        "cost_usd": event.cost_usd,
+        "finish_reason": event.finish_reason,
+        "latency_ms": event.latency_ms,
+        "event_id": event.event_id,
+        "context_message_ids": event.context_message_ids,
+    }
+
+
+def message_counts(event: MessageCreated) -> dict[str, Any]:
+    """What a message adds to its conversation's counters and active message."""
+    return {
+        "conversation_id": event.conversation_id,
+        "added_tokens": event.usage.total_tokens if event.usage else 0,
+        "added_cost": event.cost_usd or Decimal(0),
+        "message_at": event.created_at,
+        "message_id": event.message_id,
+    }
 
 
 class Projection:
@@ -76,13 +191,10 @@ class Projection:
         self._engine = engine
         self._title_max_chars = title_max_chars
 
-    def _session(self) -> AsyncSession:
-        return AsyncSession(self._engine, expire_on_commit=False)
-
-    async def insert_conversation(self, session: AsyncSession, event: ConversationCreated) -> None:
-        """Insert a new conversation in `session` (nothing if it exists)."""
+    async def insert_conversation(self, db: Database, event: ConversationCreated) -> None:
+        """Insert a new conversation in `db`'s transaction (nothing if it exists)."""
         await self._insert_conversation(
-            session,
+            db,
             event.user_id,
             event.conversation_id,
             event.title,
@@ -93,7 +205,7 @@ class Projection:
 
     async def _insert_conversation(
         self,
-        session: AsyncSession,
+        db: Database,
         user_id: str,
         conversation_id: UUID,
         title: str,
@@ -101,8 +213,8 @@ class Projection:
         settings: ChatSettings,
         created_at: datetime,
     ) -> None:
-        settings = await with_preferences(session, user_id, settings)
-        await session.execute(
+        settings = await with_preferences(db, user_id, settings)
+        await db.execute(
             insert(ConversationRow)
             .values(
                 id=conversation_id,
@@ -118,99 +230,39 @@ class Projection:
 
     async def conversation_created(self, event: ConversationCreated) -> None:
         """Store a new conversation; a redelivered event changes nothing."""
-        async with self._session() as session, session.begin():
-            await self.insert_conversation(session, event)
+        async with self._engine.begin() as db:
+            await self.insert_conversation(db, event)
 
     async def message_created(self, event: MessageCreated) -> bool:
         """Store a message and count it; False if it was already stored (or is foreign)."""
-        async with self._session() as session, session.begin():
-            # Events may be handled out of order, so the message can arrive first.
-            await self._insert_conversation(
-                session,
-                event.user_id,
-                event.conversation_id,
-                first_words(event.content, self._title_max_chars),
-                "message",
-                ChatSettings(),
-                event.created_at,
-            )
-            owner = await session.scalar(
-                select(col(ConversationRow.user_id)).where(
-                    col(ConversationRow.id) == event.conversation_id
-                )
-            )
-            if owner != event.user_id:
-                logger.warning("message %s names another user's conversation", event.message_id)
-                return False
-            if not await self._insert_message(session, event):
-                return False
-            await self._count(session, event)
+        row = message_columns(event)
+        async with self._engine.begin() as db:
+            if await db.scalar(_INSERT_MESSAGE, row) is None:
+                owner = await db.scalar(_OWNER, {"conversation_id": event.conversation_id})
+                if owner is None:
+                    # Events may be handled out of order, so the message can arrive first.
+                    await self._insert_conversation(
+                        db,
+                        event.user_id,
+                        event.conversation_id,
+                        first_words(row["content"], self._title_max_chars),
+                        "message",
+                        ChatSettings(),
+                        event.created_at,
+                    )
+                elif owner != event.user_id:
+                    logger.warning("message %s names another user's conversation", event.message_id)
+                    return False
+                # The user's conversation is visible now: no row means it is stored already.
+                if await db.scalar(_INSERT_MESSAGE, row) is None:
+                    return False
+            await db.execute(_COUNT_MESSAGE, message_counts(event))
             return True
-
-    @staticmethod
-    async def _insert_message(session: AsyncSession, event: MessageCreated) -> bool:
-        usage = event.usage
-        inserted = await session.scalar(
-            insert(MessageRow)
-            .values(
-                id=event.message_id,
-                conversation_id=event.conversation_id,
-                user_id=event.user_id,
-                request_id=event.request_id,
-                role=event.role,
-                # Postgres text cannot hold NUL; a provider that sends one must not
-                # turn the event into one that can never be stored.
-                content=event.content.replace("\x00", "\ufffd"),
-                parent_id=event.parent_id,
-                created_at=event.created_at,
-                model=event.model,
-                provider=event.provider,
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
-                cached_tokens=usage.cached_tokens if usage else None,
-                cache_write_tokens=usage.cache_write_tokens if usage else None,
-                cost_usd=event.cost_usd,
-                finish_reason=event.finish_reason,
-                latency_ms=event.latency_ms,
-                event_id=event.event_id,
-                context_message_ids=event.context_message_ids,
-            )
-            .on_conflict_do_nothing()
-            .returning(col(MessageRow.id))
-        )
-        return inserted is not None
-
-    @staticmethod
-    async def _count(session: AsyncSession, event: MessageCreated) -> None:
-        conversation = col(ConversationRow.id) == event.conversation_id
-        tokens = event.usage.total_tokens if event.usage else 0
-        await session.execute(
-            update(ConversationRow)
-            .where(conversation)
-            .values(
-                message_count=col(ConversationRow.message_count) + 1,
-                total_tokens=col(ConversationRow.total_tokens) + tokens,
-                cost_usd=col(ConversationRow.cost_usd) + (event.cost_usd or Decimal(0)),
-                updated_at=event.created_at,
-            )
-        )
-        # The newest message is the active one (a branch or a regenerate switches to it).
-        await session.execute(
-            update(ConversationRow)
-            .where(
-                conversation,
-                or_(
-                    col(ConversationRow.active_at).is_(None),
-                    col(ConversationRow.active_at) <= event.created_at,
-                ),
-            )
-            .values(active_message_id=event.message_id, active_at=event.created_at)
-        )
 
     async def conversation_updated(self, event: ConversationUpdated) -> None:
         """Take the event's state if it is newer than the stored one."""
-        async with self._session() as session, session.begin():
-            await session.execute(
+        async with self._engine.begin() as db:
+            await db.execute(
                 update(ConversationRow)
                 .where(
                     col(ConversationRow.id) == event.conversation_id,
@@ -228,8 +280,8 @@ class Projection:
 
     async def conversation_deleted(self, event: ConversationDeleted) -> None:
         """Mark the conversation deleted (once)."""
-        async with self._session() as session, session.begin():
-            await session.execute(
+        async with self._engine.begin() as db:
+            await db.execute(
                 update(ConversationRow)
                 .where(
                     col(ConversationRow.id) == event.conversation_id,
