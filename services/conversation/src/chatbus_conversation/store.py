@@ -181,9 +181,13 @@ class ConversationStore:
         return None if row is None else message_view(row)
 
     async def new_conversation_settings(self, user_id: str) -> ChatSettings:
-        """The settings a conversation the user starts now gets: their preferences."""
-        async with self.session() as session:
-            return await with_preferences(session, user_id, ChatSettings())
+        """The settings a conversation the user starts now gets: their preferences.
+
+        On every new conversation's first turn, before its first token: one query on a
+        plain connection, no session.
+        """
+        async with self._engine.connect() as connection:
+            return await with_preferences(connection, user_id, ChatSettings())
 
     async def preferences(self, user_id: str) -> Preferences:
         """The user's preferences (all None until set)."""

@@ -76,15 +76,17 @@ class BudgetBook:
             return self._role_budgets.get(role)
         return BudgetLimit.model_validate_json(entry.value or b"").monthly_usd
 
-    async def reserve(self, request: GenerateReply, amount: Decimal | None) -> bool:
+    async def reserve(
+        self, request: GenerateReply, amount: Decimal | None, budget: Decimal | None
+    ) -> bool:
         """Hold `amount` for the turn (replacing an earlier hold of the same turn).
 
-        True if a hold was written; False when the user has no budget.
+        `budget` is the user's (`budget_of`, looked up once per turn). True if a hold was
+        written; False when the user has no budget.
 
         Raises `ProviderError` `budget_exceeded` (and publishes `usage.budget_exceeded`)
         when it does not fit. A model without a price reserves nothing.
         """
-        budget = await self.budget_of(request.user_id, request.user_role)
         if budget is None:
             return False
         needed, turn = amount or Decimal(0), str(request.request_id)

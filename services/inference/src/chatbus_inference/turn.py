@@ -158,9 +158,11 @@ class TurnRunner:
             plan = await self._prepare(request, running, progress)
             if isinstance(plan, Outcome):
                 return plan
-            _, marked = await asyncio.gather(
+            # The budget's lookup rides along: only a reservation is left before the call.
+            _, marked, budget = await asyncio.gather(
                 self._publish_user_message(request, plan),
                 self._stop_marks.marked(request.request_id),
+                self._budgets.budget_of(request.user_id, request.user_role),
             )
             running.stop_requested |= marked
             if running.stop_requested:  # asked for before anything was generated
@@ -168,7 +170,7 @@ class TurnRunner:
                 await self._stopped(request, progress, started)
                 return Outcome.ACK
             running.phase = Phase.GENERATING
-            finished = await self._generate(request, plan, progress)
+            finished = await self._generate(request, plan, progress, budget)
         except asyncio.CancelledError:
             if not (running.stop_requested or running.handed_back):
                 raise
@@ -285,7 +287,7 @@ class TurnRunner:
         await asyncio.gather(*(publish_event(self._broker, event) for event in events))
 
     async def _generate(
-        self, request: GenerateReply, plan: TurnPlan, progress: _Progress
+        self, request: GenerateReply, plan: TurnPlan, progress: _Progress, budget: Decimal | None
     ) -> Finished:
         settings = plan.settings
         routes = self._router.routes(settings.model, settings.provider)
@@ -298,7 +300,7 @@ class TurnRunner:
             max_tokens = settings.max_tokens or route.max_output_tokens
             progress.prompt = trim_to_window(prompt, route.context_window, max_tokens)
             worst_case = worst_case_cost(progress.prompt, max_tokens, route)
-            progress.reserved |= await self._budgets.reserve(request, worst_case)
+            progress.reserved |= await self._budgets.reserve(request, worst_case, budget)
             completion = CompletionRequest(
                 model=route.model,
                 messages=progress.prompt,
