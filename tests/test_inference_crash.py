@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chatbus_client import ChatbusClient
+from chatbus_client import ChatbusClient, ChatbusError
 from chatbus_contracts import subjects
 from chatbus_contracts.chunks import DeltaChunk
 from chatbus_contracts.commands import GenerateReply
@@ -189,3 +189,34 @@ async def test_a_replica_that_died_after_storing_its_answer_is_not_answered_agai
         ("user", "what is stored?"),
         ("assistant", "".join(STORED)),
     ]
+
+
+async def test_a_retry_whose_plan_fails_ends_with_an_error_the_client_gets(stack: Stack) -> None:
+    user = f"refail-{uuid.uuid4().hex[:6]}"
+    stack.emulator.reset()
+    async with ChatbusClient(stack.gateway_url, stack.token(user)) as client:
+        first = client.chat("start a conversation")
+        async for _ in first:
+            pass
+        conversation_id = first.result.conversation_id
+        async with connected_bus(stack) as bus, stack.without_inference():
+            # It continues after a message that does not exist: only planning can tell.
+            stream = client.chat(
+                "and then?", conversation_id, parent_message_id=uuid.uuid4(), model="gpt-4o-mini"
+            )
+            js = bus.connection.jetstream()
+            pull = await js.pull_subscribe_bind(INFERENCE_CONSUMER.durable, CHAT_REQUESTS.name)
+            [taken] = await pull.fetch(1, timeout=10)
+            request = GenerateReply.model_validate_json(taken.data)
+            for seq in (1, 2):  # a replica that streamed a little, then died
+                chunk = DeltaChunk(request_id=request.request_id, seq=seq, text=f"part {seq} ")
+                await bus.connection.publish(
+                    request.reply_subject, chunk.model_dump_json().encode()
+                )
+        with pytest.raises(ChatbusError) as failed:
+            async with asyncio.timeout(60):  # the ack wait (10 s), then the retry
+                async for _ in stream:
+                    pass
+
+    assert failed.value.code == "message_not_found"
+    assert stream.restarts == 1  # the retry announced itself before its plan failed

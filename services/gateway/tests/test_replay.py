@@ -139,5 +139,9 @@ async def test_after_a_reconnect_the_relay_goes_on_from_the_stream_though_chunks
         for chunk in stored:
             yield chunk
 
-    relayed = [chunk.seq async for chunk in in_order(live_chunks(queue, from_stream))]
+    # The marker alone switches: no waiting for the stall fallback.
+    async with asyncio.timeout(1):
+        relayed = [
+            chunk.seq async for chunk in in_order(live_chunks(queue, from_stream, stall_seconds=60))
+        ]
     assert relayed == [1, 2, 3, 4, 5]

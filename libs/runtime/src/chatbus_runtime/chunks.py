@@ -60,17 +60,23 @@ class ChunkSender:
         delay = 0.1
         while True:
             await self._catch_up()
+            reconnects = self._reconnects
             try:
                 await js.publish(
                     self._subject, data, stream=CHAT_CHUNKS.name, timeout=TERMINAL_ACK_SECONDS
                 )
-                return
             except Exception as error:
                 if not is_transient(error) or time.monotonic() + delay > deadline:
                     raise
                 logger.warning("terminal chunk on %s not stored yet: %r", self._subject, error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            # nats-py counts a reconnect before it flushes what was buffered: one that
+            # came while the end was in flight may have lost an earlier chunk, so those
+            # go again and the end after them (it must stay the last one stored).
+            if self._connection.stats["reconnects"] == reconnects:
+                return
 
     async def _catch_up(self) -> None:
         """After a reconnect, publish again every chunk sent before it (any may be lost)."""

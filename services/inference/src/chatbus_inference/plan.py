@@ -128,14 +128,14 @@ async def stored_answer(
     """A retried turn's answer, if an earlier try stored it but died before ending the turn.
 
     Raises `TimeoutError` (a transient failure: the request is delivered again later)
-    while the conversation service has not caught up with the published events.
+    when it is not found while the conversation service is behind the published events.
     """
     query = GetMessage(user_id=request.user_id, message_id=request.assistant_message_id)
     response = await broker.request(
         query, subjects.CONVERSATION_QUERY_MESSAGE, timeout=timeout_seconds
     )
     found = MessageFound.model_validate_json(response.body)
-    if not found.caught_up:
+    if found.message is None and not found.caught_up:
         raise TimeoutError("the conversation service is behind the events")
     return found.message
 

@@ -43,7 +43,6 @@ from chatbus_contracts.chunks import DeltaChunk, EndChunk, ErrorChunk, StoppedCh
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import FinishReason, TokenUsage, derived_id, first_words, utc_now
 from chatbus_contracts.events import ConversationCreated, Event, MessageCreated
-from chatbus_contracts.queries import MessageView
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import publish_event
 from chatbus_runtime.chunks import ChunkSender
@@ -191,27 +190,49 @@ class TurnRunner:
         self, request: GenerateReply, running: RunningTurn, progress: _Progress
     ) -> TurnPlan | Outcome:
         """The turn's plan, or how to settle a delivery that has nothing to generate."""
+        if progress.attempt > 1:
+            settled = await self._retry(request, running, progress)
+            if settled is not None:
+                return settled
         # Independent round-trips overlap: time to first token is their longest, not
         # their sum. The stored chunks' verdict wins over whatever the plan says.
         began, planned = await asyncio.gather(
-            self._begin(request, progress),
-            self._plan(request, progress.attempt),
+            self._begin(request, progress) if progress.attempt == 1 else _nothing(),
+            plan_turn(self._broker, request, self._history_timeout, self._memory),
             return_exceptions=True,
         )
         if (ended := _result(began)) is not None:
             return ended
-        if isinstance(planned, BaseException):
-            raise planned
-        if isinstance(planned, MessageView):  # an earlier try stored the answer
+        progress.plan = _result(planned)
+        return progress.plan
+
+    async def _retry(
+        self, request: GenerateReply, running: RunningTurn, progress: _Progress
+    ) -> Outcome | None:
+        """Settle what earlier tries left, before planning (None: go on and generate).
+
+        Right after its check of the stored chunks, a retry ends the turn with an answer
+        an earlier try stored, or announces its restart, so an older try that stalled
+        sees the newer one before it stores anything, and a plan that fails ends this
+        attempt's chunks with an error its readers accept.
+        """
+        began, stored = await asyncio.gather(
+            self._begin(request, progress),
+            stored_answer(self._broker, request, self._history_timeout),
+            return_exceptions=True,
+        )
+        if (ended := _result(began)) is not None:
+            return ended
+        if isinstance(stored, BaseException):
+            raise stored
+        if stored is not None:
             running.phase = Phase.FINISHING
             terminal_at = progress.seq + 1, max(progress.last_attempt, 1)
-            await end_with_stored(self._broker, progress.sender, request, planned, *terminal_at)
+            await end_with_stored(self._broker, progress.sender, request, stored, *terminal_at)
             return Outcome.ACK
-        progress.plan = planned
-        if progress.attempt > 1:
-            progress.seq += 1
-            await announce_restart(progress.sender, request, progress.attempt, progress.seq)
-        return planned
+        progress.seq += 1
+        await announce_restart(progress.sender, request, progress.attempt, progress.seq)
+        return None
 
     async def _begin(self, request: GenerateReply, progress: _Progress) -> Outcome | None:
         """Judge this delivery by the stored chunks."""
@@ -222,14 +243,6 @@ class TurnRunner:
             return Outcome.DROP
         progress.seq, progress.last_attempt = looked.seq, looked.attempt
         return None
-
-    async def _plan(self, request: GenerateReply, attempt: int) -> TurnPlan | MessageView:
-        """The turn's plan; for a retry, first the answer an earlier try may have stored."""
-        if attempt > 1:
-            stored = await stored_answer(self._broker, request, self._history_timeout)
-            if stored is not None:
-                return stored
-        return await plan_turn(self._broker, request, self._history_timeout, self._memory)
 
     async def _finish(
         self,
@@ -488,3 +501,7 @@ def _result(outcome: ResultT | BaseException) -> ResultT:
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
+
+
+async def _nothing() -> None:
+    """A retry has judged its delivery already (`TurnRunner._retry`)."""
