@@ -6,13 +6,16 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import nats
 from chatbus_contracts.common import Role, TokenUsage, utc_now
 from chatbus_contracts.events import ConversationCreated, MessageCreated, UsageRecorded
 from chatbus_runtime.bus import create_broker, publish_event
 from chatbus_runtime.settings import ServiceSettings
 from faststream.nats import NatsBroker
+from nats.js import JetStreamContext
 from opentelemetry.sdk.trace import TracerProvider
 
+from .infra import Infra
 from .stack import Stack
 
 
@@ -29,6 +32,16 @@ async def connected_bus(stack: Stack, name: str = "test") -> AsyncIterator[NatsB
         yield broker
     finally:
         await broker.stop()
+
+
+@asynccontextmanager
+async def jetstream(infra: Infra) -> AsyncIterator[JetStreamContext]:
+    """A plain nats-py JetStream context on the test NATS (reading streams directly)."""
+    connection = await nats.connect(infra.nats_url)
+    try:
+        yield connection.jetstream()
+    finally:
+        await connection.close()
 
 
 def usage_event(user: str) -> UsageRecorded:

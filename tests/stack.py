@@ -93,6 +93,13 @@ class Stack:
     def ws_url(self) -> str:
         return self.gateway_url.replace("http://", "ws://") + "/v1/ws"
 
+    @contextlib.asynccontextmanager
+    async def api(self, user: str) -> AsyncIterator[httpx.AsyncClient]:
+        """An HTTP client of the gateway, signed in as `user`."""
+        headers = {"Authorization": f"Bearer {self.token(user)}"}
+        async with httpx.AsyncClient(base_url=self.gateway_url, headers=headers) as client:
+            yield client
+
     def token(self, user: str, *, ttl_seconds: int = 3600, role: str = "user") -> str:
         now = int(time.time())
         claims = {"sub": user, "role": role, "iat": now, "exp": now + ttl_seconds}
@@ -275,3 +282,8 @@ async def wait_until_serving(base_url: str, within_seconds: float = 30.0) -> Non
             if time.monotonic() > deadline:
                 raise AssertionError(f"{base_url} did not become ready")
             await asyncio.sleep(0.1)
+
+
+def unique_user(name: str) -> str:
+    """A user id no other test shares (`name` plus a random suffix)."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 from chatbus_contracts import subjects
 from chatbus_contracts.common import utc_now
@@ -18,20 +16,9 @@ from chatbus_runtime.bus import publish_event
 from faststream.nats import NatsBroker
 
 from .eventbus import connected_bus, publish_conversation, publish_message
-from .stack import Stack
+from .stack import Stack, unique_user
 
 pytestmark = pytest.mark.integration
-
-
-def _user(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}"
-
-
-@asynccontextmanager
-async def _api(stack: Stack, user: str) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {stack.token(user)}"}
-    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as client:
-        yield client
 
 
 @pytest.fixture
@@ -54,8 +41,8 @@ async def _stored(stack: Stack, *message_ids: uuid.UUID) -> None:
 async def test_default_memory_applies_to_new_conversations_and_their_own_setting_wins(
     stack: Stack, bus: NatsBroker
 ) -> None:
-    user = _user("rememberer")
-    async with _api(stack, user) as api:
+    user = unique_user("rememberer")
+    async with stack.api(user) as api:
         assert (await api.get("/v1/preferences")).json()["default_memory"] is None
         put = await api.put("/v1/preferences", json={"default_memory": True})
         assert put.status_code == 200, put.text
@@ -86,8 +73,8 @@ async def test_default_memory_applies_to_new_conversations_and_their_own_setting
 
 
 async def test_patching_memory_off_is_kept(stack: Stack) -> None:
-    user = _user("forgetter")
-    async with _api(stack, user) as api:
+    user = unique_user("forgetter")
+    async with stack.api(user) as api:
         await api.put("/v1/preferences", json={"default_memory": True})
         conversation = (await api.post("/v1/conversations", json={})).json()
         path = f"/v1/conversations/{conversation['id']}"
@@ -100,7 +87,7 @@ async def test_patching_memory_off_is_kept(stack: Stack) -> None:
 async def test_an_answers_context_message_ids_are_stored_and_shown(
     stack: Stack, bus: NatsBroker
 ) -> None:
-    user = _user("recaller")
+    user = unique_user("recaller")
     earlier = await publish_conversation(bus, user, "earlier")
     remembered = [
         await publish_message(bus, user, earlier, "my cat is called Miso"),
@@ -118,7 +105,7 @@ async def test_an_answers_context_message_ids_are_stored_and_shown(
         context_message_ids=remembered,
     )
     await _stored(stack, *remembered, question, answer)
-    async with _api(stack, user) as api:
+    async with stack.api(user) as api:
         detail = (await api.get(f"/v1/conversations/{conversation_id}")).json()
     context = {m["id"]: m["context_message_ids"] for m in detail["messages"]}
     assert context == {str(question): [], str(answer): [str(i) for i in remembered]}
@@ -133,7 +120,7 @@ async def _search(bus: NatsBroker, user: str, query: str, ids: list[uuid.UUID]) 
 async def test_search_includes_only_the_callers_live_messages_among_the_ids(
     stack: Stack, bus: NatsBroker
 ) -> None:
-    alice, mallory = _user("includer"), _user("stranger")
+    alice, mallory = unique_user("includer"), unique_user("stranger")
     word = f"pelargonium{uuid.uuid4().hex[:6]}"
     live = await publish_conversation(bus, alice, "Garden <plans>")
     long_text = f"<b>{word}</b> & bold " + "x" * 300

@@ -8,28 +8,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import nats
 import pytest
 from chatbus_contracts.common import derived_id, utc_now
 from chatbus_contracts.events import ConversationCreated, Event, MessageCreated
 from websockets.asyncio.client import ClientConnection, connect
 
-from .stack import Stack
+from .stack import Stack, unique_user
 from .wsclient import Turn, read_turn, receive, receive_live, send
 
 pytestmark = pytest.mark.integration
-
-
-def _user(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}"
-
-
-@asynccontextmanager
-async def _api(stack: Stack, user: str) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {stack.token(user)}"}
-    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as client:
-        yield client
 
 
 @asynccontextmanager
@@ -60,8 +48,8 @@ def _prompt_of(stack: Stack, last_user_content: str) -> list[tuple[str, str]]:
 async def test_pagination_returns_each_of_250_conversations_once_newest_first(
     stack: Stack,
 ) -> None:
-    user = _user("pager")
-    async with _api(stack, user) as api:
+    user = unique_user("pager")
+    async with stack.api(user) as api:
         created = []
         for start in range(0, 250, 25):
             responses = await asyncio.gather(
@@ -90,7 +78,7 @@ async def test_pagination_returns_each_of_250_conversations_once_newest_first(
 
 
 async def test_bad_listing_and_bodies_answer_422_naming_the_field(stack: Stack) -> None:
-    async with _api(stack, _user("strict")) as api:
+    async with stack.api(unique_user("strict")) as api:
         cases = [
             (api.get("/v1/conversations", params={"cursor": "bm90LWEtY3Vyc29y"}), "cursor"),
             (api.get("/v1/conversations", params={"limit": 0}), "limit"),
@@ -116,7 +104,7 @@ async def test_bad_listing_and_bodies_answer_422_naming_the_field(stack: Stack) 
 
 
 async def test_a_rename_reaches_a_second_socket_of_the_user_within_a_second(stack: Stack) -> None:
-    user = _user("tabs")
+    user = unique_user("tabs")
     async with _socket(stack, user) as first_tab, _socket(stack, user) as second_tab:
         turn = await _turn(first_tab, content="Plan a trip to Lisbon")
         conversation_id = turn.accepted["conversation_id"]
@@ -125,7 +113,7 @@ async def test_a_rename_reaches_a_second_socket_of_the_user_within_a_second(stac
         # The automatic title of the first turn arrives as an update too.
         titled = await receive_live(second_tab, "conversation.updated", within_seconds=5)
         assert titled["conversation_id"] == conversation_id and titled["title"]
-        async with _api(stack, user) as api:
+        async with stack.api(user) as api:
             response = await api.patch(
                 f"/v1/conversations/{conversation_id}", json={"title": "Lisbon in May"}
             )
@@ -143,7 +131,7 @@ async def test_a_rename_reaches_a_second_socket_of_the_user_within_a_second(stac
 async def test_branch_edit_and_regenerate_build_a_tree_and_prompts_follow_the_active_branch(
     stack: Stack,
 ) -> None:
-    user = _user("brancher")
+    user = unique_user("brancher")
     tag = uuid.uuid4().hex[:6]
     async with _socket(stack, user) as ws:
         one = await _turn(ws, content=f"q1 {tag}")
@@ -203,7 +191,7 @@ async def test_branch_edit_and_regenerate_build_a_tree_and_prompts_follow_the_ac
             refused = await read_turn(ws)
             assert refused.error is not None and refused.error["code"] == "invalid_request"
 
-    async with _api(stack, user) as api:
+    async with stack.api(user) as api:
 
         async def all_stored() -> bool:
             detail = (await api.get(f"/v1/conversations/{conversation_id}")).json()
@@ -271,7 +259,7 @@ async def _seed_conversation(js: Any, user: str, index: int, word: str) -> uuid.
 async def test_search_finds_message_three_of_fifty_conversations_and_no_other_users(
     stack: Stack,
 ) -> None:
-    alice, mallory = _user("searcher"), _user("other")
+    alice, mallory = unique_user("searcher"), unique_user("other")
     word = f"zephyrine{uuid.uuid4().hex[:6]}"
     bus = await nats.connect(stack.infra.nats_url)
     try:
@@ -280,7 +268,7 @@ async def test_search_finds_message_three_of_fifty_conversations_and_no_other_us
         await _seed_conversation(js, mallory, 99, word)
     finally:
         await bus.close()
-    async with _api(stack, alice) as api:
+    async with stack.api(alice) as api:
 
         async def all_found() -> bool:
             response = await api.get("/v1/search", params={"q": word, "limit": 100})
@@ -297,12 +285,12 @@ async def test_search_finds_message_three_of_fifty_conversations_and_no_other_us
 
 
 async def test_another_users_conversation_is_404_on_every_route(stack: Stack) -> None:
-    owner, intruder = _user("owner"), _user("intruder")
+    owner, intruder = unique_user("owner"), unique_user("intruder")
     async with _socket(stack, owner) as ws:
         turn = await _turn(ws, content="my secret plans")
     conversation_id = turn.accepted["conversation_id"]
     path = f"/v1/conversations/{conversation_id}"
-    async with _api(stack, intruder) as api:
+    async with stack.api(intruder) as api:
         for response in (
             await api.get(path),
             await api.patch(path, json={"title": "mine now"}),
@@ -351,7 +339,7 @@ async def test_another_users_conversation_is_404_on_every_route(stack: Stack) ->
             await send(ws, frame)
             refused = await read_turn(ws)
             assert refused.error is not None and refused.error["code"] == "message_not_found"
-    async with _api(stack, owner) as api:
+    async with stack.api(owner) as api:
         assert (await api.get(path)).json()["title"] != "mine now"
         found = await api.get(
             "/v1/search", params={"q": "secret", "conversation_id": conversation_id}
@@ -360,7 +348,7 @@ async def test_another_users_conversation_is_404_on_every_route(stack: Stack) ->
 
 
 async def test_delete_removes_from_list_search_and_embeddings(stack: Stack) -> None:
-    user = _user("deleter")
+    user = unique_user("deleter")
     word = f"quokka{uuid.uuid4().hex[:6]}"
     async with _socket(stack, user) as ws:
         turn = await _turn(ws, content=f"tell me about the <img src=x onerror=alert(1)> {word}")
@@ -374,7 +362,7 @@ async def test_delete_removes_from_list_search_and_embeddings(stack: Stack) -> N
         return bool(rows[0]["n"] == 2)
 
     await stack.wait_for(embedded)
-    async with _api(stack, user) as api:
+    async with stack.api(user) as api:
         hits = (await api.get("/v1/search", params={"q": word})).json()["hits"]
         assert hits and all(f"<mark>{word}</mark>" in hit["snippet"] for hit in hits)
         assert all("&lt;img" in hit["snippet"] and "<img" not in hit["snippet"] for hit in hits)
@@ -401,9 +389,9 @@ async def test_delete_removes_from_list_search_and_embeddings(stack: Stack) -> N
 
 
 async def test_settings_preferences_and_counters_shape_the_turn(stack: Stack) -> None:
-    user = _user("settler")
+    user = unique_user("settler")
     tag = uuid.uuid4().hex[:6]
-    async with _api(stack, user) as api:
+    async with stack.api(user) as api:
         prefs = {
             "default_system_prompt": f"Answer like a pirate {tag}",
             "default_model": None,

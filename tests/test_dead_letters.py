@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import nats
 import pytest
 from chatbus_cli.dlq import StoredDeadLetter, list_dead_letters
 from chatbus_cli.main import app
@@ -24,14 +23,13 @@ from chatbus_runtime.bus import create_broker, declare_streams, start_broker
 from chatbus_runtime.deadletters import dead_letter_office
 from chatbus_runtime.settings import ServiceSettings
 from chatbus_usage.app import UsageService
-from nats.js import JetStreamContext
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from typer.testing import CliRunner
 from websockets.asyncio.client import connect
 
-from .eventbus import usage_event
+from .eventbus import jetstream, usage_event
 from .infra import Infra
 from .stack import Stack
 from .wsclient import receive, send
@@ -51,15 +49,6 @@ async def _cli(*args: str) -> tuple[int, str]:
         None, lambda: CliRunner().invoke(app, list(args), catch_exceptions=False)
     )
     return result.exit_code, result.stdout
-
-
-@contextlib.asynccontextmanager
-async def _jetstream(infra: Infra) -> AsyncIterator[JetStreamContext]:
-    connection = await nats.connect(infra.nats_url)
-    try:
-        yield connection.jetstream()
-    finally:
-        await connection.close()
 
 
 @contextlib.asynccontextmanager
@@ -120,7 +109,7 @@ async def test_poison_usage_events_are_dead_lettered_listed_and_replayed(stack: 
         )
         return [row["user_id"] for row in rows]
 
-    async with _usage_service(stack, **FAST_RETRIES) as usage, _jetstream(stack.infra) as js:
+    async with _usage_service(stack, **FAST_RETRIES) as usage, jetstream(stack.infra) as js:
         dead_letter_office(usage.broker).count_into(MeterProvider(metric_readers=[reader]))
         # A row the store refuses (until the operator fixes it), between two good events.
         await stack.fetch(
@@ -256,7 +245,7 @@ async def test_a_request_inference_keeps_failing_on_ends_with_a_dead_lettered_er
         "handler_error",
         2,
     )
-    async with _jetstream(stack.infra) as js:
+    async with jetstream(stack.infra) as js:
         # Terminated, so the work queue let go of it; and the turn failed for everyone else too.
         async def let_go() -> bool:
             return (await js.stream_info(CHAT_REQUESTS.name)).state.messages == 0
@@ -305,7 +294,7 @@ async def test_a_message_never_acked_is_dead_lettered_from_the_advisory(infra: I
     await declare_streams(broker, (stream,))
     await start_broker(broker, spec)  # declares the consumer and listens for its advisory
     try:
-        async with _jetstream(infra) as js:
+        async with jetstream(infra) as js:
             ack = await js.publish(stream.subjects[0], b"crash me", headers={"X-Trace": "t-1"})
             puller = await js.pull_subscribe_bind(durable="dying", stream=stream.name)
             for delivery in (1, 2):

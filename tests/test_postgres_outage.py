@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
-import nats
 import pytest
 from chatbus_cli.dlq import list_dead_letters
 from chatbus_cli.embedded import EmbeddedPostgres, free_port
@@ -48,7 +47,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .eventbus import conversation_created, message_created, usage_event
+from .eventbus import conversation_created, jetstream, message_created, usage_event
 from .infra import Infra
 from .stack import Stack
 
@@ -95,15 +94,6 @@ async def _fetch(postgres: EmbeddedPostgres, sql: str, *args: Any) -> list[async
     connection = await asyncpg.connect(postgres.url(DATABASE).replace("+asyncpg", ""))
     try:
         return list(await connection.fetch(sql, *args))
-    finally:
-        await connection.close()
-
-
-@contextlib.asynccontextmanager
-async def _jetstream(infra: Infra) -> AsyncIterator[JetStreamContext]:
-    connection = await nats.connect(infra.nats_url)
-    try:
-        yield connection.jetstream()
     finally:
         await connection.close()
 
@@ -188,7 +178,7 @@ async def test_services_pause_through_a_postgres_outage_and_catch_up(
         )
         return [row["id"] for row in rows]
 
-    async with _services_on(stack, own_postgres), _jetstream(stack.infra) as js:
+    async with _services_on(stack, own_postgres), jetstream(stack.infra) as js:
         # Before the outage: stored at once (and the services' pools hold connections).
         seqs = {"usage": {await _publish(js, usage_events[0])}, "conversation": set[int]()}
         for created, message in conversations[:1]:
@@ -341,7 +331,7 @@ async def test_a_held_message_keeps_its_delivery_past_the_ack_wait(
         consumer: [f"{consumer}-{uuid.uuid4().hex[:6]}".encode() for _ in range(BATCH_SIZE)]
         for consumer in ("single", "batched")
     }
-    async with _consuming(infra, consumers, engine), _jetstream(infra) as js:
+    async with _consuming(infra, consumers, engine), jetstream(infra) as js:
         seqs: dict[str, set[int]] = {"single": set(), "batched": set()}
         async with _postgres_down(own_postgres):
             for consumer, datas in payloads.items():
@@ -371,7 +361,7 @@ async def test_a_service_stopping_while_paused_hands_its_messages_back(
     consumers = _consumers(ack_wait_seconds=30.0)
     prefix = consumers.stream.subjects[0].removesuffix(">")
     data = f"handed-back-{uuid.uuid4().hex[:6]}".encode()
-    async with _jetstream(infra) as js:
+    async with jetstream(infra) as js:
         async with _postgres_down(own_postgres):
             async with _consuming(infra, consumers, engine):
                 await js.publish(prefix + "single", data)

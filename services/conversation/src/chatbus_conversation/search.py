@@ -18,7 +18,7 @@ import html
 from typing import Any
 
 from chatbus_contracts.conversations import SearchHit, SearchMessages, SearchResults
-from sqlalchemy import bindparam, text
+from sqlalchemy import Row, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -83,36 +83,27 @@ async def _keyword_hits(connection: AsyncConnection, search: SearchMessages) -> 
     rows = await connection.execute(
         _SEARCH, {"query": search.query, "limit": search.limit, **_filters(search)}
     )
-    return [
-        SearchHit(
-            message_id=row.id,
-            conversation_id=row.conversation_id,
-            conversation_title=row.title,
-            role=row.role,
-            created_at=row.created_at,
-            rank=row.rank,
-            snippet=_marked(row.snippet),
-        )
-        for row in rows
-    ]
+    return [_hit(row, row.rank, _marked(row.snippet)) for row in rows]
 
 
 async def _included(connection: AsyncConnection, search: SearchMessages) -> list[SearchHit]:
     rows = await connection.execute(
         _INCLUDED, {"ids": search.include_message_ids, **_filters(search)}
     )
-    return [
-        SearchHit(
-            message_id=row.id,
-            conversation_id=row.conversation_id,
-            conversation_title=row.title,
-            role=row.role,
-            created_at=row.created_at,
-            rank=0.0,
-            snippet=_plain(row.head),
-        )
-        for row in rows
-    ]
+    return [_hit(row, 0.0, _plain(row.head)) for row in rows]
+
+
+def _hit(row: Row[Any], rank: float, snippet: str) -> SearchHit:
+    """A hit from a row of `_SEARCH` or `_INCLUDED`."""
+    return SearchHit(
+        message_id=row.id,
+        conversation_id=row.conversation_id,
+        conversation_title=row.title,
+        role=row.role,
+        created_at=row.created_at,
+        rank=rank,
+        snippet=snippet,
+    )
 
 
 def _escaped(text: str) -> str:
