@@ -15,6 +15,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 EXACT_SEARCH_MAX_ROWS = 20_000
+# Candidates an HNSW scan keeps (pgvector's default is 40). Messages repeat (greetings,
+# pasted text), and many identical vectors make the graph harder to walk: a wider beam
+# keeps a unique nearest message from being missed, for a few ms at this path's sizes.
+EF_SEARCH = 400
 # Hits carry at most this much of each message (memory quotes 1,000; search uses ids),
 # so an answer of 100 hits stays far below NATS's 1 MB.
 CONTENT_CLIP_CHARS = 2_000
@@ -84,7 +88,7 @@ async def _count(connection: AsyncConnection, mine: str, params: dict[str, objec
 
 async def _prepare_index_scan(connection: AsyncConnection, limit: int) -> None:
     await connection.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-    await connection.execute(text(f"SET LOCAL hnsw.ef_search = {max(100, 2 * limit)}"))
+    await connection.execute(text(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, 4 * limit)}"))
 
 
 def _scope(query: FindSimilar) -> tuple[str, dict[str, object]]:
