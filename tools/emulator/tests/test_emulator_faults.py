@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import time
@@ -247,10 +246,10 @@ async def test_first_and_inter_token_delays(emu: Emulator) -> None:
             arrivals.append(time.monotonic() - started)
 
     assert len(arrivals) == 4
-    assert 0.15 <= arrivals[0] < 0.6
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert all(gap >= 0.03 for gap in gaps)
-    assert arrivals[-1] >= 0.15 + 3 * 0.04
+    assert arrivals[0] < 0.6
+    # No token can arrive before the emulator sent it: lower bounds hold however late
+    # this client reads (gaps between arrivals do not: a late read bunches them up).
+    assert all(arrival >= 0.15 + index * 0.04 for index, arrival in enumerate(arrivals))
 
 
 async def test_default_delays_come_from_state() -> None:
