@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from chatbus_runtime.bus import start_broker
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from opentelemetry.sdk.trace import TracerProvider
+from starlette.types import Receive, Scope, Send
 
 from . import (
     budgets_api,
@@ -24,6 +25,22 @@ from .settings import GatewaySettings
 from .state import build_state, listen_for_chunks
 
 
+class GatewayApp(FastAPI):
+    """FastAPI, except that chat sockets skip the middleware stack.
+
+    An idle socket would otherwise hold a connection span, exit stacks and a frame per
+    middleware for its whole life (~25 KiB of its ~48 KiB, docs/decisions.md); turns
+    have their own spans (session.py).
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == ws.PATH:
+            scope["app"] = self
+            await ws.chat_socket(WebSocket(scope, receive, send))
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(settings: GatewaySettings, tracer_provider: TracerProvider) -> FastAPI:
     """A gateway app; NATS connects when the app starts and drains when it stops."""
     state = build_state(settings, tracer_provider)
@@ -37,7 +54,7 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider) -> Fa
         finally:
             await state.broker.stop()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="chatbus gateway",
         version="0.1.0",
         description="WebSocket chat (`/v1/ws`, protocol v1) and REST over chatbus.",

@@ -24,6 +24,7 @@ from .state import GatewayState
 from .stopping import Stopper
 
 router = APIRouter()
+PATH = "/v1/ws"
 # How long a `chat.stop` waits for the replica that streams the turn to answer.
 STOP_TIMEOUT_SECONDS = 2.0
 
@@ -37,7 +38,7 @@ async def _first_frame_token(websocket: WebSocket, wait_seconds: float) -> str |
         return None
 
 
-@router.websocket("/v1/ws")
+@router.websocket(PATH)
 async def chat_socket(websocket: WebSocket) -> None:
     """Authenticate by header or first frame (close 4401 on failure), then serve frames."""
     state: GatewayState = websocket.app.state.gateway
