@@ -36,7 +36,7 @@ from chatbus_runtime.bus import (
     event_headers,
     start_broker,
 )
-from chatbus_runtime.database import create_engine
+from chatbus_runtime.database import IDLE_PING_SECONDS, create_engine
 from chatbus_runtime.settings import ServiceSettings
 from chatbus_usage.app import UsageService
 from chatbus_usage.settings import UsageSettings
@@ -377,3 +377,19 @@ async def test_a_service_stopping_while_paused_hands_its_messages_back(
             await _eventually(handled, within_seconds=10)
         assert consumers.handled == [("single", data, 2)]
         await js.delete_stream(consumers.stream.name)
+
+
+async def test_a_connection_idle_through_a_restart_is_replaced_before_use(
+    own_postgres: EmbeddedPostgres, engine: AsyncEngine
+) -> None:
+    """Pooled connections are pinged only after `IDLE_PING_SECONDS` in the pool; one that
+    Postgres dropped meanwhile is replaced at checkout, so the first query succeeds."""
+    async with engine.connect() as connection:  # pooled, then back in the pool
+        await connection.execute(text("SELECT 1"))
+    async with _postgres_down(own_postgres):
+        pass
+    await asyncio.sleep(IDLE_PING_SECONDS)
+    async with engine.connect() as connection:
+        assert (await connection.execute(text("SELECT 2"))).scalar_one() == 2
+    async with engine.connect() as connection:  # used a moment ago: no ping, still good
+        assert (await connection.execute(text("SELECT 3"))).scalar_one() == 3

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
+from chatbus_runtime.database import autocommit
+
 from .models import ConversationRow, MessageRow, PreferencesRow
 from .projection import with_preferences
 from .views import conversation_view, message_view, settings_of
@@ -58,10 +60,16 @@ class ConversationStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Reads need no transaction: under READ COMMITTED each statement has its own
+        # snapshot either way, and BEGIN/ROLLBACK would be two more round trips.
+        self._reads = autocommit(engine)
 
     def session(self) -> AsyncSession:
-        """A session whose objects stay readable after commit."""
+        """A session for writes whose objects stay readable after commit."""
         return AsyncSession(self._engine, expire_on_commit=False)
+
+    def _read_session(self) -> AsyncSession:
+        return AsyncSession(self._reads)
 
     async def list_conversations(
         self, user_id: str, limit: int, cursor: str | None
@@ -84,7 +92,7 @@ class ConversationStore:
         query = query.order_by(
             col(ConversationRow.created_at).desc(), col(ConversationRow.id).desc()
         ).limit(limit + 1)
-        async with self.session() as session:
+        async with self._read_session() as session:
             rows = list((await session.scalars(query)).all())
         next_cursor = None
         if len(rows) > limit:
@@ -96,7 +104,7 @@ class ConversationStore:
         self, user_id: str, conversation_id: UUID, *, include_messages: bool
     ) -> ConversationDetail | None:
         """The conversation with all its messages (the whole tree), or None."""
-        async with self.session() as session:
+        async with self._read_session() as session:
             row = await session.scalar(
                 select(ConversationRow).where(owned(user_id, conversation_id))
             )
@@ -125,7 +133,7 @@ class ConversationStore:
 
         None when the conversation is not the user's live one or the leaf is not in it.
         """
-        async with self.session() as session:
+        async with self._read_session() as session:
             row = await session.scalar(
                 select(ConversationRow).where(owned(user_id, conversation_id))
             )
@@ -168,7 +176,7 @@ class ConversationStore:
 
     async def message(self, user_id: str, message_id: UUID) -> MessageView | None:
         """One message of the user's live conversations, or None."""
-        async with self.session() as session:
+        async with self._read_session() as session:
             row = await session.scalar(
                 select(MessageRow)
                 .join(ConversationRow, col(ConversationRow.id) == col(MessageRow.conversation_id))
@@ -186,12 +194,12 @@ class ConversationStore:
         On every new conversation's first turn, before its first token: one query on a
         plain connection, no session.
         """
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             return await with_preferences(connection, user_id, ChatSettings())
 
     async def preferences(self, user_id: str) -> Preferences:
         """The user's preferences (all None until set)."""
-        async with self.session() as session:
+        async with self._read_session() as session:
             row = await session.get(PreferencesRow, user_id)
         if row is None:
             return Preferences()

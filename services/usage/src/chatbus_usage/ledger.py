@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chatbus_contracts.events import UsageRecorded
+from chatbus_runtime.database import autocommit
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
@@ -14,7 +15,8 @@ class Ledger:
     """Appends `usage.recorded` events; a redelivered event is a no-op."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        # One statement: it commits on its own (no BEGIN/COMMIT round trips).
+        self._engine = autocommit(engine)
 
     async def record(self, event: UsageRecorded) -> bool:
         """Insert the row; False if this event was already recorded."""
@@ -44,6 +46,6 @@ class Ledger:
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(col(LedgerRow.id))
         )
-        async with self._engine.begin() as connection:
+        async with self._engine.connect() as connection:
             inserted = (await connection.execute(statement)).scalar_one_or_none()
         return inserted is not None
