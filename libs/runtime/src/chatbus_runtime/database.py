@@ -24,9 +24,7 @@ def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
     queries): a connection beyond it is opened and closed again, which costs Postgres a
     backend process and the client a TLS attempt and type introspection each time.
     """
-    engine = create_async_engine(
-        database_url, pool_size=pool_size, max_overflow=pool_size // 2
-    )
+    engine = create_async_engine(database_url, pool_size=pool_size, max_overflow=pool_size // 2)
     _ping_when_idle(engine.sync_engine.pool)
     return engine
 

@@ -9,12 +9,11 @@ from uuid import UUID
 from chatbus_contracts.common import ChatSettings
 from chatbus_contracts.conversations import Preferences
 from chatbus_contracts.queries import ConversationDetail, ConversationPage, MessageView
+from chatbus_runtime.database import autocommit
 from sqlalchemy import and_, literal, or_
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
-
-from chatbus_runtime.database import autocommit
 
 from .models import ConversationRow, MessageRow, PreferencesRow
 from .projection import with_preferences
