@@ -391,5 +391,5 @@ async def test_a_connection_idle_through_a_restart_is_replaced_before_use(
     await asyncio.sleep(IDLE_PING_SECONDS)
     async with engine.connect() as connection:
         assert (await connection.execute(text("SELECT 2"))).scalar_one() == 2
-    async with engine.connect() as connection:  # used a moment ago: no ping, still good
+    async with engine.connect() as connection:  # the replacement goes on serving
         assert (await connection.execute(text("SELECT 3"))).scalar_one() == 3

@@ -40,8 +40,9 @@ def _ping_when_idle(pool: Pool) -> None:
     SQLAlchemy's `pool_pre_ping` pings at every checkout, and asyncpg's ping is three
     round trips (BEGIN, `;`, ROLLBACK): most of what a one-row write costs. A connection
     that was used a moment ago cannot have outlived a Postgres restart unnoticed unless
-    the restart took under a second; then its first use fails, the pool is invalidated
-    and the handler's retry (`chatbus_runtime.outages`) gets a fresh connection.
+    the restart took under a second; then its first use fails and the pool is
+    invalidated: a consumer's retry (`chatbus_runtime.outages`) gets a fresh
+    connection, a query answers with an error once.
     """
 
     @event.listens_for(pool, "checkin")
