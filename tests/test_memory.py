@@ -64,8 +64,7 @@ async def test_memory_puts_the_relevant_earlier_message_in_the_prompt(stack: Sta
         assert len(context) == 1 and EARLIER in context[0], context
         assert UNRELATED not in context[0]
 
-        detail = (await http.get(f"/v1/conversations/{conversation['id']}")).json()
-        answer = next(m for m in detail["messages"] if m["role"] == "assistant")
+        answer = (await _assistant_messages(stack, http, conversation["id"], 1))[0]
         assert answer["context_message_ids"] == [str(earlier_id)]
         assert str(unrelated_id) not in answer["context_message_ids"]
 
@@ -73,8 +72,7 @@ async def test_memory_puts_the_relevant_earlier_message_in_the_prompt(stack: Sta
         again = "Which snacks can I pack for my daughter's school trip? (again)"
         await _ask(stack, user, conversation["id"], again, memory=False)
         assert _system_context(stack, again) == []
-        detail = (await http.get(f"/v1/conversations/{conversation['id']}")).json()
-        last = [m for m in detail["messages"] if m["role"] == "assistant"][-1]
+        last = (await _assistant_messages(stack, http, conversation["id"], 2))[-1]
         assert last["context_message_ids"] == []
 
 
@@ -97,3 +95,19 @@ async def test_memory_never_recalls_another_users_messages(stack: Stack) -> None
     question = "Is Saoirse allergic to peanuts? Which snacks are safe?"
     await _ask(stack, other, conversation["id"], question)
     assert all(EARLIER not in c for c in _system_context(stack, question))
+
+
+async def _assistant_messages(
+    stack: Stack, http: httpx.AsyncClient, conversation_id: str, count: int
+) -> list[dict[str, Any]]:
+    """The conversation's assistant messages once `count` are stored (a GET waits only
+    1 s for the projection; a loaded CI machine can take longer)."""
+    messages: list[dict[str, Any]] = []
+
+    async def stored() -> bool:
+        detail = (await http.get(f"/v1/conversations/{conversation_id}")).json()
+        messages[:] = [m for m in detail["messages"] if m["role"] == "assistant"]
+        return len(messages) >= count
+
+    await stack.wait_for(stored, within_seconds=15)
+    return messages
