@@ -39,7 +39,8 @@ from chatbus_contracts.queries import (
 from chatbus_contracts.streams import CONVERSATION_CONSUMER
 from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
 from chatbus_runtime.database import create_engine, upgrade_schema
-from faststream.nats import NatsBroker, NatsMessage
+from chatbus_runtime.handlers import CurrentMessage
+from faststream.nats import NatsBroker
 from opentelemetry.sdk.trace import TracerProvider
 
 from .barrier import EventsReadBarrier
@@ -97,7 +98,7 @@ class ConversationService:
         }
 
         @self.broker.subscriber(**durable_subscription(CONVERSATION_CONSUMER, batch_size=16))
-        async def on_event(msg: NatsMessage) -> None:
+        async def on_event(msg: CurrentMessage) -> None:
             await appliers[msg.raw_message.subject](msg.body)
 
     def _wire_queries(self) -> None:

@@ -9,7 +9,8 @@ from chatbus_contracts import subjects
 from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER
 from chatbus_contracts.streams import BUDGETS
 from chatbus_runtime.bus import Bucket, create_broker
-from faststream.nats import NatsBroker, NatsMessage
+from chatbus_runtime.handlers import CurrentMessage
+from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
@@ -62,7 +63,7 @@ def build_state(settings: GatewaySettings, tracer_provider: TracerProvider) -> G
     sockets = UserSockets()
 
     @broker.subscriber(subjects.CONVERSATION_EVENTS_ALL, no_reply=True)
-    async def on_conversation_event(msg: NatsMessage) -> None:
+    async def on_conversation_event(msg: CurrentMessage) -> None:
         await sockets.push(msg.raw_message.subject, msg.body)
 
     conversations = ConversationClient(broker, settings.query_timeout_seconds)

@@ -11,6 +11,7 @@ from chatbus_contracts.queries import ListModels, ModelList
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
 from chatbus_runtime.deadletters import dead_letter_office
+from chatbus_runtime.handlers import CurrentMessage
 from chatbus_runtime.pricing import install_price_overrides
 from faststream import AckPolicy
 from faststream.nats import NatsBroker, NatsMessage
@@ -88,7 +89,7 @@ class InferenceService:
         handed_back = self._handed_back
 
         @self._requests
-        async def on_request(request: GenerateReply, msg: NatsMessage) -> None:
+        async def on_request(request: GenerateReply, msg: CurrentMessage) -> None:
             # An infrastructure failure propagates: NakWithBackoff redelivers the request
             # with backoff, and dead-letters it on the last delivery.
             outcome = await runner.run(request, msg)
@@ -99,7 +100,7 @@ class InferenceService:
 
         # Every replica hears every stop; only the one streaming the turn answers.
         @broker.subscriber(subjects.CHAT_CANCEL_ALL, no_reply=True)
-        async def on_stop(command: StopGeneration, msg: NatsMessage) -> None:
+        async def on_stop(command: StopGeneration, msg: CurrentMessage) -> None:
             if runner.stop(command.request_id, command.user_id) and msg.reply_to:
                 await broker.publish(StopAcknowledged(request_id=command.request_id), msg.reply_to)
 
