@@ -1,5 +1,6 @@
-"""`message.created` applied straight to the projection: out of order, redelivered, or
-naming another user's conversation."""
+"""Events applied straight to the projection: `message.created` out of order,
+redelivered, or naming another user's conversation; `conversation.updated` out of order
+and from another user; `conversation.deleted`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from chatbus_contracts.common import TokenUsage, first_words
+from chatbus_contracts.common import ChatSettings, TokenUsage, first_words, utc_now
+from chatbus_contracts.events import ConversationDeleted, ConversationUpdated
 from chatbus_conversation.projection import Projection
 from chatbus_runtime.database import create_engine
 
@@ -115,3 +117,49 @@ async def test_a_message_naming_another_users_conversation_is_refused(
         "SELECT 1 FROM conversation.messages WHERE id = $1", intruding.message_id
     )
     assert rows == []
+
+
+def _updated(user: str, conversation_id: uuid.UUID, revision: int) -> ConversationUpdated:
+    return ConversationUpdated(
+        event_id=uuid.uuid4(),
+        user_id=user,
+        conversation_id=conversation_id,
+        revision=revision,
+        title=f"title {revision}",
+        title_source="user",
+        settings=ChatSettings(model=f"model-{revision}", memory=revision % 2 == 0),
+        active_message_id=None,
+        updated_at=utc_now() + timedelta(seconds=revision),
+    )
+
+
+async def test_the_newest_update_wins_whatever_the_order_and_only_for_the_owner(
+    stack: Stack, projection: Projection
+) -> None:
+    user = _user("updates")
+    created = conversation_created(user, "first title")
+    await projection.conversation_created(created)
+    await projection.conversation_created(created)  # redelivered: nothing changes
+
+    await projection.conversation_updated(_updated(user, created.conversation_id, 2))
+    await projection.conversation_updated(_updated(user, created.conversation_id, 1))
+    await projection.conversation_updated(_updated(_user("other"), created.conversation_id, 3))
+    stored = await _conversation(stack, created.conversation_id)
+    assert (stored["title"], stored["title_source"], stored["model"], stored["memory"]) == (
+        "title 2",
+        "user",
+        "model-2",
+        True,
+    )
+
+    deleted = ConversationDeleted(
+        event_id=uuid.uuid4(),
+        user_id=user,
+        conversation_id=created.conversation_id,
+        deleted_at=utc_now(),
+    )
+    await projection.conversation_deleted(deleted)
+    rows = await stack.fetch(
+        "SELECT deleted_at FROM conversation.conversations WHERE id = $1", created.conversation_id
+    )
+    assert rows[0]["deleted_at"] == deleted.deleted_at

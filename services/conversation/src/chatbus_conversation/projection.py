@@ -13,7 +13,7 @@
 - `conversation.deleted` sets `deleted_at` once.
 
 Everything runs as Core statements on a connection (no ORM session, no loaded rows);
-the message statements are built once, with named parameters.
+the statements of the events above are built once, with named parameters.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from chatbus_contracts.events import (
     ConversationUpdated,
     MessageCreated,
 )
+from chatbus_runtime.database import autocommit
 from sqlalchemy import (
     DateTime,
     Row,
@@ -105,6 +106,52 @@ _COUNT_MESSAGE = (
             (_NEWEST, bindparam("message_at", type_=DateTime(timezone=True))),
             else_=col(ConversationRow.active_at),
         ),
+    )
+)
+
+
+_CONVERSATION_COLUMNS = inspect(ConversationRow).columns
+_SETTINGS = tuple(ChatSettings.model_fields)
+
+
+def _param(name: str, column: str | None = None) -> Any:
+    """A named parameter typed as conversation column `column` (default: `name`)."""
+    return bindparam(name, type_=_CONVERSATION_COLUMNS[column or name].type)
+
+
+# A new conversation from parameters named as its columns (nothing if it exists).
+_INSERT_CONVERSATION = (
+    insert(ConversationRow)
+    .values(
+        {
+            name: _param(name)
+            for name in (
+                "id",
+                "user_id",
+                "title",
+                "title_source",
+                "created_at",
+                "updated_at",
+                *_SETTINGS,
+            )
+        }
+    )
+    .on_conflict_do_nothing(index_elements=["id"])
+)
+# A conversation's title and settings, if `revision` is newer than the stored one
+# (no parameter may be named as a column: those names are reserved for the SET clause).
+_UPDATE_CONVERSATION = (
+    update(ConversationRow)
+    .where(
+        col(ConversationRow.id) == bindparam("conversation_id"),
+        col(ConversationRow.user_id) == bindparam("owner_id"),
+        col(ConversationRow.revision) < _param("new_revision", "revision"),
+    )
+    .values(
+        {
+            name: _param(f"new_{name}", name)
+            for name in ("revision", "title", "title_source", "updated_at", *_SETTINGS)
+        }
     )
 )
 
@@ -189,6 +236,9 @@ class Projection:
 
     def __init__(self, engine: AsyncEngine, *, title_max_chars: int) -> None:
         self._engine = engine
+        # For what needs no transaction: a lone statement, or an idempotent insert after
+        # a read (no BEGIN/COMMIT round trips).
+        self._autocommit = autocommit(engine)
         self._title_max_chars = title_max_chars
 
     async def insert_conversation(self, db: Database, event: ConversationCreated) -> None:
@@ -215,22 +265,21 @@ class Projection:
     ) -> None:
         settings = await with_preferences(db, user_id, settings)
         await db.execute(
-            insert(ConversationRow)
-            .values(
-                id=conversation_id,
-                user_id=user_id,
-                title=title,
-                title_source=title_source,
-                created_at=created_at,
-                updated_at=created_at,
+            _INSERT_CONVERSATION,
+            {
+                "id": conversation_id,
+                "user_id": user_id,
+                "title": title,
+                "title_source": title_source,
+                "created_at": created_at,
+                "updated_at": created_at,
                 **settings_columns(settings),
-            )
-            .on_conflict_do_nothing(index_elements=["id"])
+            },
         )
 
     async def conversation_created(self, event: ConversationCreated) -> None:
         """Store a new conversation; a redelivered event changes nothing."""
-        async with self._engine.begin() as db:
+        async with self._autocommit.connect() as db:
             await self.insert_conversation(db, event)
 
     async def message_created(self, event: MessageCreated) -> bool:
@@ -261,26 +310,26 @@ class Projection:
 
     async def conversation_updated(self, event: ConversationUpdated) -> None:
         """Take the event's state if it is newer than the stored one."""
-        async with self._engine.begin() as db:
+        state = {
+            "revision": event.revision,
+            "title": event.title,
+            "title_source": event.title_source,
+            "updated_at": event.updated_at,
+            **settings_columns(event.settings),
+        }
+        async with self._autocommit.connect() as db:
             await db.execute(
-                update(ConversationRow)
-                .where(
-                    col(ConversationRow.id) == event.conversation_id,
-                    col(ConversationRow.user_id) == event.user_id,
-                    col(ConversationRow.revision) < event.revision,
-                )
-                .values(
-                    revision=event.revision,
-                    title=event.title,
-                    title_source=event.title_source,
-                    updated_at=event.updated_at,
-                    **settings_columns(event.settings),
-                )
+                _UPDATE_CONVERSATION,
+                {
+                    "conversation_id": event.conversation_id,
+                    "owner_id": event.user_id,
+                    **{f"new_{name}": value for name, value in state.items()},
+                },
             )
 
     async def conversation_deleted(self, event: ConversationDeleted) -> None:
         """Mark the conversation deleted (once)."""
-        async with self._engine.begin() as db:
+        async with self._autocommit.connect() as db:
             await db.execute(
                 update(ConversationRow)
                 .where(
