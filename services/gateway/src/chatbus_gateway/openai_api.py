@@ -205,9 +205,9 @@ async def chat_completions(
         raise _refusal(
             refused.code, refused.message, retry_after_ms=refused.retry_after_ms
         ) from refused
-    if turn.duplicate:
-        state.router.close(turn.frame.request_id, turn.queue)
-    chunks = turn_chunks(state.broker, turn.frame.request_id, turn.queue, duplicate=turn.duplicate)
+    chunks = turn_chunks(
+        state.broker, state.router, turn.frame.request_id, turn.queue, duplicate=turn.duplicate
+    )
     headers = {
         "X-Chatbus-Request-Id": str(turn.frame.request_id),
         "X-Chatbus-Conversation-Id": str(turn.frame.conversation_id),

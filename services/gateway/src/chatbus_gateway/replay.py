@@ -26,7 +26,7 @@ from chatbus_runtime.outages import is_transient
 from faststream.nats import NatsBroker
 from nats.js.api import DeliverPolicy
 
-from .replies import ChunkQueue, Reconnected
+from .replies import ChunkQueue, Reconnected, ReplyRouter
 
 # How long a reader keeps trying to open the stream (JetStream just after a restart).
 SUBSCRIBE_DEADLINE_SECONDS = 30.0
@@ -89,7 +89,8 @@ async def live_chunks(
     """
     while True:
         try:
-            item = await asyncio.wait_for(queue.get(), stall_seconds)
+            async with asyncio.timeout(stall_seconds):  # no task per chunk, as wait_for
+                item = await queue.get()
         except TimeoutError:
             break
         if isinstance(item, Reconnected):
@@ -141,9 +142,24 @@ async def in_order(
 
 
 def turn_chunks(
-    broker: NatsBroker, request_id: UUID, queue: ChunkQueue, *, duplicate: bool
+    broker: NatsBroker,
+    router: ReplyRouter,
+    request_id: UUID,
+    queue: ChunkQueue,
+    *,
+    duplicate: bool,
 ) -> AsyncIterator[ReplyChunk]:
-    """A just-accepted turn's chunks in order: live from `queue`, or replayed for a resend."""
+    """A just-accepted turn's chunks in order: live from `queue`, or replayed for a resend.
+
+    `queue` is closed as soon as nothing reads it any more (a resend, or the switch to
+    the stream), so the router stops filling it.
+    """
     if duplicate:
+        router.close(request_id, queue)
         return replay_chunks(broker, request_id)
-    return in_order(live_chunks(queue, lambda: stored_chunks(broker, request_id)))
+
+    def from_stream() -> AsyncIterator[ReplyChunk]:
+        router.close(request_id, queue)
+        return stored_chunks(broker, request_id)
+
+    return in_order(live_chunks(queue, from_stream))

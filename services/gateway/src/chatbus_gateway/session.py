@@ -191,10 +191,14 @@ class ChatSession:
             request_id = turn.frame.request_id
             try:
                 await self.send(turn.frame)
-                if turn.duplicate:
-                    self._router.close(request_id, turn.queue)
                 await self._relay(
-                    turn_chunks(self._broker, request_id, turn.queue, duplicate=turn.duplicate)
+                    turn_chunks(
+                        self._broker,
+                        self._router,
+                        request_id,
+                        turn.queue,
+                        duplicate=turn.duplicate,
+                    )
                 )
             finally:
                 self._router.close(request_id, turn.queue)
