@@ -156,9 +156,7 @@ _UPDATE_CONVERSATION = (
 )
 
 
-def preferred_settings(
-    prefs: PreferencesRow | Row[str | None, str | None, bool | None] | None,
-) -> ChatSettings:
+def preferred_settings(prefs: Row[str | None, str | None, bool | None] | None) -> ChatSettings:
     """The settings a user's preferences give a conversation that sets none itself."""
     if prefs is None:
         return ChatSettings()

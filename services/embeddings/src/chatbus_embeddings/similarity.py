@@ -35,7 +35,7 @@ WITH mine AS MATERIALIZED (
          embedding::vector({n}) AS embedding
   {mine}
 )
-SELECT message_id, conversation_id, role, left(content, {clip}) AS content, created_at,
+SELECT message_id, conversation_id, role, content, created_at,
        1 - (embedding <=> CAST(:query AS vector({n}))) AS similarity
 FROM mine
 ORDER BY embedding <=> CAST(:query AS vector({n}))
@@ -43,16 +43,13 @@ LIMIT :limit
 """
 
 # `relaxed_order` iterative scans may return rows slightly out of order (pgvector's
-# README): the nearest are taken through the index, then sorted again.
+# README): `find_similar` sorts the hits again.
 _INDEXED = """
-WITH nearest AS MATERIALIZED (
-  SELECT message_id, conversation_id, role, left(content, {clip}) AS content, created_at,
-         1 - (embedding::vector({n}) <=> CAST(:query AS vector({n}))) AS similarity
-  {mine}
-  ORDER BY embedding::vector({n}) <=> CAST(:query AS vector({n}))
-  LIMIT :limit
-)
-SELECT * FROM nearest ORDER BY similarity DESC
+SELECT message_id, conversation_id, role, left(content, {clip}) AS content, created_at,
+       1 - (embedding::vector({n}) <=> CAST(:query AS vector({n}))) AS similarity
+{mine}
+ORDER BY embedding::vector({n}) <=> CAST(:query AS vector({n}))
+LIMIT :limit
 """
 
 

@@ -194,17 +194,20 @@ class TurnRunner:
             settled = await self._retry(request, running, progress)
             if settled is not None:
                 return settled
+            progress.plan = await self._plan_turn(request)
+            return progress.plan
         # Independent round-trips overlap: time to first token is their longest, not
         # their sum. The stored chunks' verdict wins over whatever the plan says.
         began, planned = await asyncio.gather(
-            self._begin(request, progress) if progress.attempt == 1 else _nothing(),
-            plan_turn(self._broker, request, self._history_timeout, self._memory),
-            return_exceptions=True,
+            self._begin(request, progress), self._plan_turn(request), return_exceptions=True
         )
         if (ended := _result(began)) is not None:
             return ended
         progress.plan = _result(planned)
         return progress.plan
+
+    async def _plan_turn(self, request: GenerateReply) -> TurnPlan:
+        return await plan_turn(self._broker, request, self._history_timeout, self._memory)
 
     async def _retry(
         self, request: GenerateReply, running: RunningTurn, progress: _Progress
@@ -223,9 +226,7 @@ class TurnRunner:
         )
         if (ended := _result(began)) is not None:
             return ended
-        if isinstance(stored, BaseException):
-            raise stored
-        if stored is not None:
+        if (stored := _result(stored)) is not None:
             running.phase = Phase.FINISHING
             terminal_at = progress.seq + 1, max(progress.last_attempt, 1)
             await end_with_stored(self._broker, progress.sender, request, stored, *terminal_at)
@@ -501,7 +502,3 @@ def _result(outcome: ResultT | BaseException) -> ResultT:
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
-
-
-async def _nothing() -> None:
-    """A retry has judged its delivery already (`TurnRunner._retry`)."""
