@@ -22,10 +22,16 @@ from .stack import Stack
 @asynccontextmanager
 async def connected_bus(stack: Stack, name: str = "test") -> AsyncIterator[NatsBroker]:
     """A broker connected to the test NATS (publishing only)."""
+    async with broker_at(stack.infra.nats_url, name) as broker:
+        yield broker
+
+
+@asynccontextmanager
+async def broker_at(nats_url: str, name: str = "test") -> AsyncIterator[NatsBroker]:
+    """A broker of the services' kind (settings from the environment) connected to
+    `nats_url`; subscribers added to it run once it is started."""
     broker = create_broker(
-        ServiceSettings(nats_url=stack.infra.nats_url),
-        service_name=name,
-        tracer_provider=TracerProvider(),
+        ServiceSettings(nats_url=nats_url), service_name=name, tracer_provider=TracerProvider()
     )
     await broker.connect()
     try:

@@ -113,6 +113,14 @@ class Stack:
         finally:
             await connection.close()
 
+    async def messages(self, conversation_id: uuid.UUID) -> list[asyncpg.Record]:
+        """The conversation's stored messages (id, role, content), oldest first."""
+        return await self.fetch(
+            "SELECT id, role, content FROM conversation.messages WHERE conversation_id = $1 "
+            "ORDER BY created_at",
+            conversation_id,
+        )
+
     async def wait_for(
         self, check: Callable[[], Awaitable[bool]], *, within_seconds: float = 30.0
     ) -> None:

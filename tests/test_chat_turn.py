@@ -71,11 +71,7 @@ async def test_two_turns_are_streamed_stored_billed_embedded_and_published(stack
 
     await stack.wait_for(all_stored)
 
-    messages = await stack.fetch(
-        "SELECT id, role, content FROM conversation.messages WHERE conversation_id = $1 "
-        "ORDER BY created_at",
-        uuid.UUID(conversation_id),
-    )
+    messages = await stack.messages(uuid.UUID(conversation_id))
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
     assert messages[1]["content"] == first.text and messages[3]["content"] == second.text
     assert str(messages[3]["id"]) == second.end["message_id"]

@@ -20,11 +20,11 @@ from chatbus_contracts import subjects
 from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER, DeltaChunk, EndChunk, ReplyChunk
 from chatbus_contracts.common import TokenUsage
 from chatbus_contracts.streams import CHAT_CHUNKS
-from chatbus_runtime.bus import create_broker, declare_streams
+from chatbus_runtime.bus import declare_streams
 from chatbus_runtime.chunks import ChunkSender
-from chatbus_runtime.settings import ServiceSettings
 from faststream.nats import NatsBroker
-from opentelemetry.sdk.trace import TracerProvider
+
+from .eventbus import broker_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -34,14 +34,9 @@ SUBJECT = subjects.chat_chunks_subject("g1", REQUEST_ID)
 
 @pytest.fixture
 async def broker(own_nats: EmbeddedNats) -> AsyncIterator[NatsBroker]:
-    settings = ServiceSettings(nats_url=own_nats.url)
-    broker = create_broker(settings, service_name="test", tracer_provider=TracerProvider())
-    await broker.connect()
-    await declare_streams(broker, (CHAT_CHUNKS,))
-    try:
+    async with broker_at(own_nats.url) as broker:
+        await declare_streams(broker, (CHAT_CHUNKS,))
         yield broker
-    finally:
-        await broker.stop()
 
 
 def _delta(seq: int) -> DeltaChunk:

@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from chatbus_cli.embedded import EmbeddedNats
-from chatbus_runtime.bus import create_broker
 from chatbus_runtime.handlers import CurrentMessage
-from chatbus_runtime.settings import ServiceSettings
 from fast_depends.utils import is_coroutine_callable
 from faststream.nats import NatsBroker
-from opentelemetry.sdk.trace import TracerProvider
+
+from .eventbus import broker_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -25,10 +24,8 @@ def test_fast_depends_awaits_the_lookup_instead_of_sending_it_to_a_thread() -> N
 
 @pytest.fixture
 async def broker(own_nats: EmbeddedNats) -> AsyncIterator[NatsBroker]:
-    settings = ServiceSettings(nats_url=own_nats.url)
-    broker = create_broker(settings, service_name="test", tracer_provider=TracerProvider())
-    yield broker
-    await broker.stop()
+    async with broker_at(own_nats.url) as broker:
+        yield broker
 
 
 async def test_a_handler_gets_the_message_with_its_body(broker: NatsBroker) -> None:

@@ -21,7 +21,7 @@ from faststream.nats import NatsBroker
 from websockets.asyncio.client import connect
 
 from .eventbus import connected_bus
-from .stack import Stack, service_process
+from .stack import Stack, service_process, unique_user
 from .wsclient import receive, send
 
 pytestmark = pytest.mark.integration
@@ -74,18 +74,10 @@ async def test_a_replica_killed_mid_answer_restarts_it_on_another(
     assert turn.end is not None and turn.end.finish_reason == "stop"
 
     async def stored() -> bool:
-        rows = await stack.fetch(
-            "SELECT role, content FROM conversation.messages WHERE conversation_id = $1",
-            turn.conversation_id,
-        )
-        return len(rows) == 2
+        return len(await stack.messages(turn.conversation_id)) == 2
 
     await stack.wait_for(stored)
-    rows = await stack.fetch(
-        "SELECT id, role, content FROM conversation.messages WHERE conversation_id = $1 "
-        "ORDER BY created_at",
-        turn.conversation_id,
-    )
+    rows = await stack.messages(turn.conversation_id)
     assert [(row["role"], row["content"]) for row in rows] == [
         ("user", "tell me everything"),
         ("assistant", ANSWER),
@@ -108,9 +100,7 @@ STORED = ["the answer ", "that was ", "stored"]
 
 async def _die_after_storing(bus: NatsBroker, request: GenerateReply) -> None:
     """What a replica leaves that dies after storing its answer, before the turn's end."""
-    for seq, text in enumerate(STORED, 1):
-        chunk = DeltaChunk(request_id=request.request_id, seq=seq, text=text)
-        await bus.connection.publish(request.reply_subject, chunk.model_dump_json().encode())
+    await _publish_deltas(bus, request, STORED)
     events: list[Event] = [
         ConversationCreated(
             event_id=derived_id(request.request_id, subjects.CONVERSATION_CREATED),
@@ -149,17 +139,13 @@ async def _die_after_storing(bus: NatsBroker, request: GenerateReply) -> None:
 async def test_a_replica_that_died_after_storing_its_answer_is_not_answered_again(
     stack: Stack,
 ) -> None:
-    user = f"stored-{uuid.uuid4().hex[:6]}"
+    user = unique_user("stored")
     stack.emulator.reset()
     stack.emulator.script({"reply": "a second, different answer"})
     async with ChatbusClient(stack.gateway_url, stack.token(user)) as client:
         async with connected_bus(stack) as bus, stack.without_inference():
             stream = client.chat("what is stored?", model="gpt-4o-mini")
-            # This test is the replica that takes the request (and never acks it).
-            js = bus.connection.jetstream()
-            pull = await js.pull_subscribe_bind(INFERENCE_CONSUMER.durable, CHAT_REQUESTS.name)
-            [taken] = await pull.fetch(1, timeout=10)
-            request = GenerateReply.model_validate_json(taken.data)
+            request = await _take_request(bus)
             await _die_after_storing(bus, request)
         # A live replica gets the request again after the ack wait (10 s).
         async with asyncio.timeout(60):
@@ -180,11 +166,7 @@ async def test_a_replica_that_died_after_storing_its_answer_is_not_answered_agai
         return [row["completion_tokens"] for row in rows] == [3]
 
     await stack.wait_for(billed)
-    rows = await stack.fetch(
-        "SELECT role, content FROM conversation.messages WHERE conversation_id = $1 "
-        "ORDER BY created_at",
-        request.conversation_id,
-    )
+    rows = await stack.messages(request.conversation_id)
     assert [(row["role"], row["content"]) for row in rows] == [
         ("user", "what is stored?"),
         ("assistant", "".join(STORED)),
@@ -192,7 +174,7 @@ async def test_a_replica_that_died_after_storing_its_answer_is_not_answered_agai
 
 
 async def test_a_retry_whose_plan_fails_ends_with_an_error_the_client_gets(stack: Stack) -> None:
-    user = f"refail-{uuid.uuid4().hex[:6]}"
+    user = unique_user("refail")
     stack.emulator.reset()
     async with ChatbusClient(stack.gateway_url, stack.token(user)) as client:
         first = client.chat("start a conversation")
@@ -204,15 +186,9 @@ async def test_a_retry_whose_plan_fails_ends_with_an_error_the_client_gets(stack
             stream = client.chat(
                 "and then?", conversation_id, parent_message_id=uuid.uuid4(), model="gpt-4o-mini"
             )
-            js = bus.connection.jetstream()
-            pull = await js.pull_subscribe_bind(INFERENCE_CONSUMER.durable, CHAT_REQUESTS.name)
-            [taken] = await pull.fetch(1, timeout=10)
-            request = GenerateReply.model_validate_json(taken.data)
-            for seq in (1, 2):  # a replica that streamed a little, then died
-                chunk = DeltaChunk(request_id=request.request_id, seq=seq, text=f"part {seq} ")
-                await bus.connection.publish(
-                    request.reply_subject, chunk.model_dump_json().encode()
-                )
+            request = await _take_request(bus)
+            # A replica that streamed a little, then died.
+            await _publish_deltas(bus, request, ["part 1 ", "part 2 "])
         with pytest.raises(ChatbusError) as failed:
             async with asyncio.timeout(60):  # the ack wait (10 s), then the retry
                 async for _ in stream:
@@ -220,3 +196,18 @@ async def test_a_retry_whose_plan_fails_ends_with_an_error_the_client_gets(stack
 
     assert failed.value.code == "message_not_found"
     assert stream.restarts == 1  # the retry announced itself before its plan failed
+
+
+async def _take_request(bus: NatsBroker) -> GenerateReply:
+    """Take the next chat request as a replica would (and never ack it)."""
+    js = bus.connection.jetstream()
+    pull = await js.pull_subscribe_bind(INFERENCE_CONSUMER.durable, CHAT_REQUESTS.name)
+    [taken] = await pull.fetch(1, timeout=10)
+    return GenerateReply.model_validate_json(taken.data)
+
+
+async def _publish_deltas(bus: NatsBroker, request: GenerateReply, texts: list[str]) -> None:
+    """Delta chunks 1, 2, … of `request`, as a replica streams them."""
+    for seq, text in enumerate(texts, 1):
+        chunk = DeltaChunk(request_id=request.request_id, seq=seq, text=text)
+        await bus.connection.publish(request.reply_subject, chunk.model_dump_json().encode())

@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from .eventbus import connected_bus, publish_conversation, publish_message
-from .stack import Stack
+from .stack import Stack, unique_user
 from .wsclient import read_turn, send
 
 pytestmark = pytest.mark.integration
@@ -38,21 +38,13 @@ async def _ask(stack: Stack, user: str, conversation_id: str, question: str, **e
 
 
 async def test_memory_puts_the_relevant_earlier_message_in_the_prompt(stack: Stack) -> None:
-    user = f"memory-{uuid.uuid4().hex[:8]}"
+    user = unique_user("memory")
     async with connected_bus(stack) as bus:
         earlier_conversation = await publish_conversation(bus, user, "family")
         earlier_id = await publish_message(bus, user, earlier_conversation, EARLIER)
         unrelated_id = await publish_message(bus, user, earlier_conversation, UNRELATED)
-
-    async def embedded() -> bool:
-        rows = await stack.fetch(
-            "SELECT count(*) AS n FROM embeddings.message_embeddings WHERE user_id = $1", user
-        )
-        return bool(rows[0]["n"] == 2)
-
-    await stack.wait_for(embedded, within_seconds=60)
-    headers = {"Authorization": f"Bearer {stack.token(user)}"}
-    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as http:
+    await _embedded(stack, user, 2)
+    async with stack.api(user) as http:
         created = await http.post("/v1/conversations", json={"memory": True})
         assert created.status_code == 201, created.text
         conversation = created.json()
@@ -77,20 +69,12 @@ async def test_memory_puts_the_relevant_earlier_message_in_the_prompt(stack: Sta
 
 
 async def test_memory_never_recalls_another_users_messages(stack: Stack) -> None:
-    owner, other = f"owner-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+    owner, other = unique_user("owner"), unique_user("other")
     async with connected_bus(stack) as bus:
         conversation_id = await publish_conversation(bus, owner, "family")
         await publish_message(bus, owner, conversation_id, EARLIER)
-
-    async def embedded() -> bool:
-        rows = await stack.fetch(
-            "SELECT count(*) AS n FROM embeddings.message_embeddings WHERE user_id = $1", owner
-        )
-        return bool(rows[0]["n"] == 1)
-
-    await stack.wait_for(embedded, within_seconds=60)
-    headers = {"Authorization": f"Bearer {stack.token(other)}"}
-    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as http:
+    await _embedded(stack, owner, 1)
+    async with stack.api(other) as http:
         conversation = (await http.post("/v1/conversations", json={"memory": True})).json()
     question = "Is Saoirse allergic to peanuts? Which snacks are safe?"
     await _ask(stack, other, conversation["id"], question)
@@ -111,3 +95,15 @@ async def _assistant_messages(
 
     await stack.wait_for(stored, within_seconds=15)
     return messages
+
+
+async def _embedded(stack: Stack, user: str, count: int) -> None:
+    """Wait until the embeddings service has stored `count` messages of `user`."""
+
+    async def stored() -> bool:
+        rows = await stack.fetch(
+            "SELECT count(*) AS n FROM embeddings.message_embeddings WHERE user_id = $1", user
+        )
+        return bool(rows[0]["n"] == count)
+
+    await stack.wait_for(stored, within_seconds=60)

@@ -17,7 +17,7 @@ from chatbus_conversation.projection import Projection
 from chatbus_runtime.database import create_engine
 
 from .eventbus import conversation_created, message_created
-from .stack import Stack
+from .stack import Stack, unique_user
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +29,6 @@ async def projection(stack: Stack) -> AsyncIterator[Projection]:
         yield Projection(engine, title_max_chars=20)
     finally:
         await engine.dispose()
-
-
-def _user(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
 async def _conversation(stack: Stack, conversation_id: uuid.UUID) -> dict[str, object]:
@@ -49,7 +45,7 @@ async def _conversation(stack: Stack, conversation_id: uuid.UUID) -> dict[str, o
 async def test_a_message_before_its_conversation_creates_it_with_the_users_preferences(
     stack: Stack, projection: Projection
 ) -> None:
-    user = _user("early")
+    user = unique_user("early")
     await stack.fetch(
         "INSERT INTO conversation.preferences (user_id, default_model, default_memory, updated_at)"
         " VALUES ($1, 'gpt-4o-mini', true, now())",
@@ -79,7 +75,7 @@ async def test_a_message_before_its_conversation_creates_it_with_the_users_prefe
 async def test_messages_are_counted_once_and_the_newest_is_active_whatever_the_order(
     stack: Stack, projection: Projection
 ) -> None:
-    user = _user("counter")
+    user = unique_user("counter")
     created = conversation_created(user, "counted")
     await projection.conversation_created(created)
     question = message_created(user, created.conversation_id, "q")
@@ -103,7 +99,7 @@ async def test_messages_are_counted_once_and_the_newest_is_active_whatever_the_o
 async def test_a_message_naming_another_users_conversation_is_refused(
     stack: Stack, projection: Projection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    alice, mallory = _user("owner"), _user("intruder")
+    alice, mallory = unique_user("owner"), unique_user("intruder")
     created = conversation_created(alice, "alice's")
     await projection.conversation_created(created)
     before = await _conversation(stack, created.conversation_id)
@@ -136,14 +132,16 @@ def _updated(user: str, conversation_id: uuid.UUID, revision: int) -> Conversati
 async def test_the_newest_update_wins_whatever_the_order_and_only_for_the_owner(
     stack: Stack, projection: Projection
 ) -> None:
-    user = _user("updates")
+    user = unique_user("updates")
     created = conversation_created(user, "first title")
     await projection.conversation_created(created)
     await projection.conversation_created(created)  # redelivered: nothing changes
 
     await projection.conversation_updated(_updated(user, created.conversation_id, 2))
     await projection.conversation_updated(_updated(user, created.conversation_id, 1))
-    await projection.conversation_updated(_updated(_user("other"), created.conversation_id, 3))
+    await projection.conversation_updated(
+        _updated(unique_user("other"), created.conversation_id, 3)
+    )
     stored = await _conversation(stack, created.conversation_id)
     assert (stored["title"], stored["title_source"], stored["model"], stored["memory"]) == (
         "title 2",

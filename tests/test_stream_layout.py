@@ -8,9 +8,9 @@ import pytest
 from chatbus_cli.embedded import EmbeddedNats
 from chatbus_contracts import subjects
 from chatbus_contracts.streams import ALL_STREAMS, CHAT_REQUESTS, EVENTS
-from chatbus_runtime.bus import create_broker, declare_streams
-from chatbus_runtime.settings import ServiceSettings
-from opentelemetry.sdk.trace import TracerProvider
+from chatbus_runtime.bus import declare_streams
+
+from .eventbus import broker_at
 
 pytestmark = pytest.mark.integration
 
@@ -21,10 +21,7 @@ async def test_the_requests_dedupe_window_is_a_setting(
     own_nats: EmbeddedNats, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CHATBUS_REQUESTS_DUPLICATE_WINDOW_SECONDS", str(WINDOW_SECONDS))
-    settings = ServiceSettings(nats_url=own_nats.url)
-    broker = create_broker(settings, service_name="test", tracer_provider=TracerProvider())
-    await broker.connect()
-    try:
+    async with broker_at(own_nats.url) as broker:
         await declare_streams(broker, ALL_STREAMS)
         js = broker.connection.jetstream()
         requests = await js.stream_info(CHAT_REQUESTS.name)
@@ -40,5 +37,3 @@ async def test_the_requests_dedupe_window_is_a_setting(
         assert [await publish(), await publish()] == [False, True]
         await asyncio.sleep(WINDOW_SECONDS + 0.5)
         assert await publish() is False  # the window passed: stored again
-    finally:
-        await broker.stop()
