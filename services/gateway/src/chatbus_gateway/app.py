@@ -29,7 +29,7 @@ class GatewayApp(FastAPI):
     """FastAPI, except that chat sockets skip the middleware stack.
 
     An idle socket would otherwise hold a connection span, exit stacks and a frame per
-    middleware for its whole life (~25 KiB of its ~48 KiB, docs/decisions.md); turns
+    middleware for its whole life (~23 KiB of its ~44 KiB, docs/decisions.md); turns
     have their own spans (session.py).
     """
 
