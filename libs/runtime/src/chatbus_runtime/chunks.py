@@ -23,7 +23,7 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
-from .outages import is_transient
+from .outages import is_transient, pause_delays
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class ChunkSender:
         data = chunk.model_dump_json().encode()
         js = self._connection.jetstream()
         deadline = time.monotonic() + TERMINAL_DEADLINE_SECONDS
-        delay = 0.1
+        delays = pause_delays(0.1, 2.0)
         while True:
             await self._catch_up()
             reconnects = self._reconnects
@@ -66,11 +66,11 @@ class ChunkSender:
                     self._subject, data, stream=CHAT_CHUNKS.name, timeout=TERMINAL_ACK_SECONDS
                 )
             except Exception as error:
+                delay = next(delays)
                 if not is_transient(error) or time.monotonic() + delay > deadline:
                     raise
                 logger.warning("terminal chunk on %s not stored yet: %r", self._subject, error)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
                 continue
             # nats-py counts a reconnect before it flushes what was buffered: one that
             # came while the end was in flight may have lost an earlier chunk, so those
