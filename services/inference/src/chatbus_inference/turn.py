@@ -4,9 +4,11 @@
       earlier attempts ── the newest stored chunk: go on (a retry first publishes a
                           restart chunk), or the turn ended already, or this delivery
                           is stale (attempts.py)
-      plan     ── conversation.query.history: the branch and settings (plan.py)
+      plan     ── conversation.query.history: the branch and settings (plan.py),
+                  at the same time as the look back, a stop mark and the budget
       user message.created (+ conversation.created for a new conversation;
-                            none for a regenerate)
+                            none for a regenerate), published while the answer
+                            streams; every end of the turn waits for it first
       for route in [model, *fallbacks]:            a retryable failure before any token
           (with tools: only routes whose provider takes them, else invalid_request)
           reserve the worst-case cost (budgets.py)   or fail with budget_exceeded
@@ -86,6 +88,19 @@ class _Progress:
     last_attempt: int = 0  # of the last chunk an earlier delivery stored (0: none)
     parts: list[str] = field(default_factory=list)
     reserved: bool = False  # a budget reservation is held for the turn
+    user_message: asyncio.Task[None] | None = None
+    """The user's message (and new conversation) events, published while the answer streams."""
+
+    async def user_message_published(self) -> None:
+        """Wait for the user's message events: every end of the turn comes after them."""
+        if self.user_message is not None:
+            await self.user_message
+
+    async def abandon_user_message(self) -> None:
+        """A delivery that ended without waiting for them (dropped, handed back) stops them."""
+        if self.user_message is not None:
+            self.user_message.cancel()  # nothing once it is done
+            await asyncio.gather(self.user_message, return_exceptions=True)
 
     @property
     def text(self) -> str:
@@ -145,7 +160,10 @@ class TurnRunner:
                 progress = _Progress(
                     ChunkSender(self._broker, request.reply_subject), attempt_of(msg)
                 )
-                return await self._attempt(request, running, progress)
+                try:
+                    return await self._attempt(request, running, progress)
+                finally:
+                    await progress.abandon_user_message()
         finally:
             self._turns.end(request.request_id, running)
 
@@ -154,16 +172,22 @@ class TurnRunner:
     ) -> Outcome:
         started = time.monotonic()
         try:
-            plan = await self._prepare(request, running, progress)
-            if isinstance(plan, Outcome):
-                return plan
-            # The budget's lookup rides along: only a reservation is left before the call.
-            _, marked, budget = await asyncio.gather(
-                self._publish_user_message(request, plan),
+            # Independent round trips overlap: time to first token is their longest, not
+            # their sum. Only a budget reservation is left between them and the call.
+            prepared, marked, budget_found = await asyncio.gather(
+                self._prepare(request, running, progress),
                 self._stop_marks.marked(request.request_id),
                 self._budgets.budget_of(request.user_id, request.user_role),
+                return_exceptions=True,
             )
-            running.stop_requested |= marked
+            if isinstance(prepared, BaseException):
+                raise prepared
+            if isinstance(prepared, Outcome):
+                return prepared
+            plan = prepared
+            progress.user_message = asyncio.create_task(self._publish_user_message(request, plan))
+            running.stop_requested |= _result(marked)
+            budget = _result(budget_found)
             if running.stop_requested:  # asked for before anything was generated
                 running.phase = Phase.FINISHING
                 await self._stopped(request, progress, started)
@@ -196,8 +220,7 @@ class TurnRunner:
                 return settled
             progress.plan = await self._plan_turn(request)
             return progress.plan
-        # Independent round-trips overlap: time to first token is their longest, not
-        # their sum. The stored chunks' verdict wins over whatever the plan says.
+        # The stored chunks' verdict wins over whatever the plan says.
         began, planned = await asyncio.gather(
             self._begin(request, progress), self._plan_turn(request), return_exceptions=True
         )
@@ -407,6 +430,7 @@ class TurnRunner:
         started: float,
     ) -> None:
         assert progress.plan is not None
+        await progress.user_message_published()
         cost, latency_ms = await self._publish_assistant(
             request,
             progress.plan,
@@ -434,6 +458,7 @@ class TurnRunner:
 
     async def _stopped(self, request: GenerateReply, progress: _Progress, started: float) -> None:
         """Keep and bill the partial answer of a stopped turn."""
+        await progress.user_message_published()
         # Before a route was chosen nothing was reserved; after, the bill settles it.
         if progress.route is not None and progress.plan is not None:
             usage = estimate_usage(progress.prompt, progress.parts)
@@ -459,6 +484,7 @@ class TurnRunner:
         self, request: GenerateReply, progress: _Progress, error: ProviderError
     ) -> None:
         logger.warning("turn %s failed: %s", request.request_id, error)
+        await progress.user_message_published()
         route = progress.route
         usage = error.partial_usage
         if usage is None and progress.streamed:
