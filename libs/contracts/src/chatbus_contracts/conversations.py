@@ -134,6 +134,14 @@ class Preferences(Model):
         default=None, description="Retrieval memory for conversations started afterwards."
     )
 
+    def as_settings(self) -> ChatSettings:
+        """The settings of a conversation the user starts now."""
+        return ChatSettings(
+            model=self.default_model,
+            system_prompt=self.default_system_prompt,
+            memory=self.default_memory,
+        )
+
 
 class GetPreferences(Model):
     """The caller's preferences (all None until set)."""

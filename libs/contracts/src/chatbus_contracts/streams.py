@@ -107,7 +107,23 @@ BUDGETS = BucketSpec(
     description="Per-user monthly budgets, and each month's spend and reservations.",
 )
 
-ALL_BUCKETS: tuple[BucketSpec, ...] = (CHAT_TURNS, API_KEYS, RATE_LIMITS, BUDGETS)
+# user key -> `Preferences`, as the conversation service last stored them (it writes each
+# change after its commit, and a missing key when a new conversation asked it), so the
+# first turn of a new conversation reads them without a round trip through that service.
+# Expiry bounds how long a value can outlive a write that failed after the commit.
+USER_PREFERENCES = BucketSpec(
+    name="user_preferences",
+    ttl_seconds=DAY,
+    description="Each user's preferences, for new conversations; a missing key: ask conversation.",
+)
+
+ALL_BUCKETS: tuple[BucketSpec, ...] = (
+    CHAT_TURNS,
+    API_KEYS,
+    RATE_LIMITS,
+    BUDGETS,
+    USER_PREFERENCES,
+)
 
 
 # Deliveries of one message before it is dead-lettered. With the redelivery backoff

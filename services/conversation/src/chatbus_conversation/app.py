@@ -46,6 +46,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from .barrier import EventsReadBarrier
 from .commands import ConversationCommands
 from .models import SCHEMA
+from .preferences_bucket import PreferencesBucket
 from .projection import Projection
 from .search import search_messages
 from .settings import ConversationSettings
@@ -69,7 +70,10 @@ class ConversationService:
         self.engine = create_engine(settings.database_url)
         self.store = ConversationStore(self.engine)
         self.projection = Projection(self.engine, title_max_chars=settings.title_max_chars)
-        self.commands = ConversationCommands(self.broker, self.store, self.projection)
+        self.preferences = PreferencesBucket(self.broker)
+        self.commands = ConversationCommands(
+            self.broker, self.store, self.projection, self.preferences
+        )
         self.barrier = EventsReadBarrier(
             self.broker,
             CONVERSATION_CONSUMER,
@@ -102,7 +106,7 @@ class ConversationService:
             await appliers[msg.raw_message.subject](msg.body)
 
     def _wire_queries(self) -> None:
-        broker, store, barrier = self.broker, self.store, self.barrier
+        broker, store, barrier, bucket = self.broker, self.store, self.barrier, self.preferences
         # Without max_workers a subscriber answers one message of its subject at a time:
         # one history query waiting for its events would hold up every other.
         workers = self.settings.query_workers
@@ -136,9 +140,12 @@ class ConversationService:
 
         @broker.subscriber(subjects.CONVERSATION_QUERY_HISTORY, queue=QUEUE, max_workers=workers)
         async def get_history(query: GetHistory) -> HistoryReply:
-            if query.new_conversation:
-                settings = await store.new_conversation_settings(query.user_id)
-                return HistoryReply(found=True, messages=[], settings=settings, untitled=True)
+            if query.new_conversation:  # asked only when the bucket had no preferences
+                preferences = await store.preferences(query.user_id)
+                await bucket.offer(query.user_id, preferences)
+                return HistoryReply(
+                    found=True, messages=[], settings=preferences.as_settings(), untitled=True
+                )
             caught_up = await barrier.wait()
             branch = await store.history(
                 query.user_id,

@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
 from .models import ConversationRow, MessageRow, PreferencesRow
+from .preferences_bucket import PreferencesBucket
 from .projection import Projection, filled
 from .store import ConversationStore, owned
 from .views import conversation_view, settings_of
@@ -45,17 +46,22 @@ class ConversationCommands:
     """Create, change and delete conversations; set preferences."""
 
     def __init__(
-        self, broker: NatsBroker, store: ConversationStore, projection: Projection
+        self,
+        broker: NatsBroker,
+        store: ConversationStore,
+        projection: Projection,
+        preferences: PreferencesBucket,
     ) -> None:
         self._broker = broker
         self._store = store
         self._projection = projection
+        self._preferences = preferences
 
     async def create(self, command: CreateConversation) -> ConversationChanged:
         """A new, empty conversation with the user's preferences filled in."""
         conversation_id = uuid4()
-        preferred = await self._store.new_conversation_settings(command.user_id)
-        settings = filled(command.settings, preferred)
+        preferred = await self._store.preferences(command.user_id)
+        settings = filled(command.settings, preferred.as_settings())
         event = ConversationCreated(
             event_id=derived_id(conversation_id, subjects.CONVERSATION_CREATED),
             user_id=command.user_id,
@@ -169,4 +175,6 @@ class ConversationCommands:
                 .values(user_id=user_id, **values)
                 .on_conflict_do_update(index_elements=["user_id"], set_=values)
             )
+        # Before the answer: the next new conversation reads the bucket, not Postgres.
+        await self._preferences.put(user_id, preferences)
         return preferences

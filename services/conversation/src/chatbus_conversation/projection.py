@@ -25,6 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from chatbus_contracts.common import ChatSettings, first_words
+from chatbus_contracts.conversations import Preferences
 from chatbus_contracts.events import (
     ConversationCreated,
     ConversationDeleted,
@@ -34,7 +35,6 @@ from chatbus_contracts.events import (
 from chatbus_runtime.database import autocommit
 from sqlalchemy import (
     DateTime,
-    Row,
     Uuid,
     bindparam,
     case,
@@ -156,17 +156,6 @@ _UPDATE_CONVERSATION = (
 )
 
 
-def preferred_settings(prefs: Row[str | None, str | None, bool | None] | None) -> ChatSettings:
-    """The settings a user's preferences give a conversation that sets none itself."""
-    if prefs is None:
-        return ChatSettings()
-    return ChatSettings(
-        model=prefs.default_model,
-        system_prompt=prefs.default_system_prompt,
-        memory=prefs.default_memory,
-    )
-
-
 def filled(settings: ChatSettings, preferred: ChatSettings) -> ChatSettings:
     """`settings` with the preferred model, system prompt and memory where it sets none."""
     return settings.model_copy(
@@ -179,10 +168,21 @@ def filled(settings: ChatSettings, preferred: ChatSettings) -> ChatSettings:
     )
 
 
+async def preferences_of(db: Database, user_id: str) -> Preferences:
+    """The user's preferences (all None until set): one query."""
+    row = (await db.execute(_PREFERENCES, {"user_id": user_id})).first()
+    if row is None:
+        return Preferences()
+    return Preferences(
+        default_model=row.default_model,
+        default_system_prompt=row.default_system_prompt,
+        default_memory=row.default_memory,
+    )
+
+
 async def with_preferences(db: Database, user_id: str, settings: ChatSettings) -> ChatSettings:
     """`settings` with the user's preferences filled in where it sets none."""
-    prefs = (await db.execute(_PREFERENCES, {"user_id": user_id})).first()
-    return filled(settings, preferred_settings(prefs))
+    return filled(settings, (await preferences_of(db, user_id)).as_settings())
 
 
 def settings_columns(settings: ChatSettings) -> dict[str, Any]:

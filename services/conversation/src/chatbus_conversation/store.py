@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
-from .models import ConversationRow, MessageRow, PreferencesRow
-from .projection import with_preferences
+from .models import ConversationRow, MessageRow
+from .projection import preferences_of
 from .views import conversation_view, message_view, settings_of
 
 # A branch longer than this is a cycle someone published on purpose.
@@ -187,23 +187,11 @@ class ConversationStore:
             )
         return None if row is None else message_view(row)
 
-    async def new_conversation_settings(self, user_id: str) -> ChatSettings:
-        """The settings a conversation the user starts now gets: their preferences.
+    async def preferences(self, user_id: str) -> Preferences:
+        """The user's preferences (all None until set).
 
-        On every new conversation's first turn, before its first token: one query on a
-        plain connection, no session.
+        Asked on a new conversation's first turn, before its first token, when the
+        `user_preferences` bucket had none: one query on a plain connection, no session.
         """
         async with self._reads.connect() as connection:
-            return await with_preferences(connection, user_id, ChatSettings())
-
-    async def preferences(self, user_id: str) -> Preferences:
-        """The user's preferences (all None until set)."""
-        async with self._read_session() as session:
-            row = await session.get(PreferencesRow, user_id)
-        if row is None:
-            return Preferences()
-        return Preferences(
-            default_model=row.default_model,
-            default_system_prompt=row.default_system_prompt,
-            default_memory=row.default_memory,
-        )
+            return await preferences_of(connection, user_id)

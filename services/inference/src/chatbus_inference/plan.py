@@ -9,7 +9,9 @@
                                     answer       -> child of that user message
 
 Settings: a turn's own overrides, then the conversation's settings (which already
-hold the user's preferences), then the service default.
+hold the user's preferences), then the service default. A new conversation's settings
+are the user's preferences, from the `user_preferences` bucket (preferences.py) when
+it has them, else from the conversation service, which fills the bucket.
 
 With `memory` on, a stored conversation's turn also gets the user's most relevant
 messages from other conversations as context (memory.py); stateless turns never do.
@@ -34,6 +36,7 @@ from chatbus_contracts.queries import (
 from faststream.nats import NatsBroker
 
 from .memory import Memory, Recollection
+from .preferences import PreferencesReader
 from .providers.base import PromptMessage, ProviderError
 
 
@@ -106,13 +109,21 @@ def effective_settings(request: GenerateReply, conversation: ChatSettings) -> Ch
 
 
 async def plan_turn(
-    broker: NatsBroker, request: GenerateReply, timeout_seconds: float, memory: Memory | None
+    broker: NatsBroker,
+    request: GenerateReply,
+    timeout_seconds: float,
+    *,
+    memory: Memory | None,
+    preferences: PreferencesReader,
 ) -> TurnPlan:
     """The branch from the conversation service, and memory's context if the turn wants it.
 
-    `ProviderError` if the conversation or an anchor message does not exist.
+    A new conversation has no branch: its settings are the user's preferences, read from
+    their bucket when it has them. `ProviderError` if the conversation or an anchor
+    message does not exist.
     """
-    plan = await _plan_from_history(broker, request, timeout_seconds)
+    reply = await _history(broker, request, timeout_seconds, preferences)
+    plan = _plan_from_history(request, reply)
     if memory is None or not plan.settings.memory or request.prior_messages is not None:
         return plan
     question = plan.new_content or (plan.history[-1].content if plan.history else "")
@@ -140,13 +151,24 @@ async def stored_answer(
     return found.message
 
 
-async def _plan_from_history(
-    broker: NatsBroker, request: GenerateReply, timeout_seconds: float
-) -> TurnPlan:
+async def _history(
+    broker: NatsBroker,
+    request: GenerateReply,
+    timeout_seconds: float,
+    preferences: PreferencesReader,
+) -> HistoryReply:
+    if request.new_conversation:
+        known = await preferences.get(request.user_id)
+        if known is not None:
+            settings = known.as_settings()
+            return HistoryReply(found=True, messages=[], settings=settings, untitled=True)
     response = await broker.request(
         history_query(request), subjects.CONVERSATION_QUERY_HISTORY, timeout=timeout_seconds
     )
-    reply = HistoryReply.model_validate_json(response.body)
+    return HistoryReply.model_validate_json(response.body)
+
+
+def _plan_from_history(request: GenerateReply, reply: HistoryReply) -> TurnPlan:
     if not reply.found:
         if request.regenerate or request.parent_message_id or request.edit_message_id:
             raise ProviderError(ErrorCode.MESSAGE_NOT_FOUND, "no such message in this conversation")

@@ -57,6 +57,7 @@ from .failures import message_failed
 from .keepalive import in_progress_while
 from .memory import Memory
 from .plan import TurnPlan, plan_turn, stored_answer
+from .preferences import PreferencesReader
 from .prompt import trim_to_window
 from .providers.base import (
     CompletionRequest,
@@ -137,6 +138,7 @@ class TurnRunner:
         self._timeouts = timeouts
         self._turns = RunningTurns()
         self._stop_marks = StopMarks(broker)
+        self._preferences = PreferencesReader(broker)
 
     def stop(self, request_id: UUID, user_id: str) -> bool:
         """Stop a turn running here; False if it is not here, not the user's, or storing."""
@@ -230,7 +232,13 @@ class TurnRunner:
         return progress.plan
 
     async def _plan_turn(self, request: GenerateReply) -> TurnPlan:
-        return await plan_turn(self._broker, request, self._history_timeout, self._memory)
+        return await plan_turn(
+            self._broker,
+            request,
+            self._history_timeout,
+            memory=self._memory,
+            preferences=self._preferences,
+        )
 
     async def _retry(
         self, request: GenerateReply, running: RunningTurn, progress: _Progress
