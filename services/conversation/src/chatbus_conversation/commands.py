@@ -27,6 +27,7 @@ from chatbus_contracts.conversations import (
 from chatbus_contracts.events import ConversationCreated, ConversationDeleted, ConversationUpdated
 from chatbus_runtime.bus import publish_event
 from faststream.nats import NatsBroker
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
@@ -40,6 +41,25 @@ logger = logging.getLogger(__name__)
 
 _SETTING_FIELDS = frozenset(ChatSettings.model_fields)
 NOT_FOUND = Refused(code="conversation_not_found", message="conversation not found")
+
+# A generated title replaces the first words of the first message, and nothing else.
+# (Parameters named after a column are reserved for SET in an UPDATE.)
+_APPLY_GENERATED_TITLE = (
+    update(ConversationRow)
+    .where(
+        col(ConversationRow.id) == bindparam("conversation"),
+        col(ConversationRow.user_id) == bindparam("owner"),
+        col(ConversationRow.deleted_at).is_(None),
+        col(ConversationRow.title_source) == "message",
+    )
+    .values(
+        title=bindparam("generated_title"),
+        title_source="generated",
+        revision=col(ConversationRow.revision) + 1,
+        updated_at=bindparam("now"),
+    )
+    .returning(*ConversationRow.__table__.columns)  # type: ignore[attr-defined]
+)
 
 
 class ConversationCommands:
@@ -82,6 +102,10 @@ class ConversationCommands:
 
     async def update(self, command: UpdateConversation) -> ConversationChanged | Refused:
         """Apply the named changes, or a generated title while the title is automatic."""
+        if command.generated_title and not command.changed_fields:
+            titled = await self._generated_title(command, command.generated_title)
+            if titled is not None:
+                return titled
         async with self._store.session() as session, session.begin():
             row = await session.scalar(
                 select(ConversationRow)
@@ -123,6 +147,28 @@ class ConversationCommands:
             row.updated_at = utc_now()
             session.add(row)
             await session.flush()  # a row the database refuses never becomes an event
+            await publish_event(self._broker, self._updated_event(row))
+        return ConversationChanged(conversation=conversation_view(row))
+
+    async def _generated_title(
+        self, command: UpdateConversation, title: str
+    ) -> ConversationChanged | None:
+        """A new conversation's automatic title in one statement (one per new conversation).
+
+        None if it did not apply (no such conversation, or it has a title that is not
+        the first words any more): `update` then tells which.
+        """
+        parameters = {
+            "conversation": command.conversation_id,
+            "owner": command.user_id,
+            "generated_title": title,
+            "now": utc_now(),
+        }
+        async with self._store.session() as session, session.begin():
+            found = (await session.execute(_APPLY_GENERATED_TITLE, parameters)).first()
+            if found is None:
+                return None
+            row = ConversationRow(**found._mapping)
             await publish_event(self._broker, self._updated_event(row))
         return ConversationChanged(conversation=conversation_view(row))
 
