@@ -123,3 +123,28 @@ async def test_a_turn_is_one_trace_across_the_services(stack: Stack) -> None:
     assert any("chat.requests" in name for name in names), names
     assert any("message.created" in name and "process" in name for name in names), names
     assert any("usage.recorded" in name and "process" in name for name in names), names
+
+
+async def test_the_question_is_stored_while_a_slow_first_token_is_awaited(stack: Stack) -> None:
+    # The user's message.created waits for the first chunk, but not for a slow one.
+    stack.emulator.reset()
+    stack.emulator.script({"first_token_delay_ms": 5000})
+    user = f"patient-{uuid.uuid4().hex[:6]}"
+    headers = {"Authorization": f"Bearer {stack.token(user)}"}
+    async with connect(stack.ws_url, additional_headers=headers) as ws:
+        await send(ws, {"type": "chat.send", "id": "slow", "content": "take your time"})
+        turn = asyncio.create_task(read_turn(ws))
+
+        async def question_stored() -> bool:
+            rows = await stack.fetch(
+                "SELECT m.id FROM conversation.messages m "
+                "JOIN conversation.conversations c ON c.id = m.conversation_id "
+                "WHERE c.user_id = $1 AND m.role = 'user'",
+                user,
+            )
+            return bool(rows)
+
+        await stack.wait_for(question_stored, within_seconds=4)
+        assert not turn.done()  # still waiting for the first token
+        ended = await turn
+    assert ended.end is not None and ended.end["latency_ms"] >= 5000

@@ -7,8 +7,9 @@
       plan     ── conversation.query.history: the branch and settings (plan.py),
                   at the same time as the look back, a stop mark and the budget
       user message.created (+ conversation.created for a new conversation;
-                            none for a regenerate), published while the answer
-                            streams; every end of the turn waits for it first
+                            none for a regenerate), published once the first
+                            chunk is out (or 50 ms passed without one); every end
+                            of the turn waits for it first
       for route in [model, *fallbacks]:            a retryable failure before any token
           (with tools: only routes whose provider takes them, else invalid_request)
           reserve the worst-case cost (budgets.py)   or fail with budget_exceeded
@@ -32,12 +33,13 @@ again after a NATS reconnect and has the terminal one acknowledged by the stream
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 from chatbus_contracts import subjects
@@ -75,6 +77,9 @@ from .titles import TitleWriter
 
 logger = logging.getLogger(__name__)
 
+# The user's message events wait for the first chunk, or this long without one.
+USER_MESSAGE_DELAY_SECONDS = 0.05
+
 
 @dataclass
 class _Progress:
@@ -89,16 +94,29 @@ class _Progress:
     last_attempt: int = 0  # of the last chunk an earlier delivery stored (0: none)
     parts: list[str] = field(default_factory=list)
     reserved: bool = False  # a budget reservation is held for the turn
+    publish_user_message: Callable[[], Coroutine[Any, Any, None]] | None = None
+    """The user's message (and new conversation) events, until they are on their way."""
     user_message: asyncio.Task[None] | None = None
-    """The user's message (and new conversation) events, published while the answer streams."""
+
+    def send_user_message(self) -> None:
+        """Publish the user's message events now, if nothing did yet.
+
+        Once the first chunk is out (or after `USER_MESSAGE_DELAY_SECONDS` without one),
+        so their PubAcks do not hold up the first token.
+        """
+        if self.publish_user_message is not None:
+            self.user_message = asyncio.create_task(self.publish_user_message())
+            self.publish_user_message = None
 
     async def user_message_published(self) -> None:
         """Wait for the user's message events: every end of the turn comes after them."""
+        self.send_user_message()
         if self.user_message is not None:
             await self.user_message
 
     async def abandon_user_message(self) -> None:
         """A delivery that ended without waiting for them (dropped, handed back) stops them."""
+        self.publish_user_message = None
         if self.user_message is not None:
             self.user_message.cancel()  # nothing once it is done
             await asyncio.gather(self.user_message, return_exceptions=True)
@@ -187,7 +205,12 @@ class TurnRunner:
             if isinstance(prepared, Outcome):
                 return prepared
             plan = prepared
-            progress.user_message = asyncio.create_task(self._publish_user_message(request, plan))
+            progress.publish_user_message = functools.partial(
+                self._publish_user_message, request, plan
+            )
+            asyncio.get_running_loop().call_later(
+                USER_MESSAGE_DELAY_SECONDS, progress.send_user_message
+            )
             running.stop_requested |= _result(marked)
             budget = _result(budget_found)
             if running.stop_requested:  # asked for before anything was generated
@@ -385,6 +408,7 @@ class TurnRunner:
                     text=event.text,
                 )
                 await progress.sender.send(chunk)
+                progress.send_user_message()
             else:
                 assert isinstance(event, Finished)
                 return event
