@@ -23,7 +23,7 @@ from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.js import JetStreamContext, api
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -141,6 +141,14 @@ class Bucket:
         if self._kv is None:
             self._kv = await self._broker.connection.jetstream().key_value(self._spec.name)
         return self._kv
+
+    async def value(self, key: str) -> bytes | None:
+        """The value under `key`; None when there is none (never written, deleted, expired)."""
+        try:
+            entry = await (await self.kv()).get(key)
+        except KeyNotFoundError:
+            return None
+        return entry.value or b""
 
 
 async def ensure_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int = 1) -> KeyValue:

@@ -20,7 +20,6 @@ from chatbus_contracts.budgets import (
 from chatbus_contracts.common import Model, Usd, utc_now
 from fastapi import APIRouter
 from nats.errors import Error as NatsError
-from nats.js.errors import KeyNotFoundError
 from pydantic import Field
 
 from .deps import CurrentAdmin, CurrentIdentity, State
@@ -51,21 +50,18 @@ class NewBudget(Model):
 async def _view(state: GatewayState, user_id: str, role: str | None) -> BudgetView:
     month = month_of(utc_now())
     try:
-        kv = await state.budgets.kv()
-        try:
-            own_entry = await kv.get(budget_limit_key(user_id))
-            own = BudgetLimit.model_validate_json(own_entry.value or b"")
-            budget, source = own.monthly_usd, "user"
-        except KeyNotFoundError:
-            budget = state.settings.budgets.get(role) if role else None
-            source = "none" if budget is None else "role"
-        try:
-            entry = await kv.get(budget_state_key(user_id, month))
-            month_state = BudgetState.model_validate_json(entry.value or b"")
-        except KeyNotFoundError:
-            month_state = BudgetState()
+        own = await state.budgets.value(budget_limit_key(user_id))
+        month_value = await state.budgets.value(budget_state_key(user_id, month))
     except (NatsError, TimeoutError) as error:
         raise unavailable() from error
+    if own is not None:
+        budget, source = BudgetLimit.model_validate_json(own).monthly_usd, "user"
+    else:
+        budget = state.settings.budgets.get(role) if role else None
+        source = "none" if budget is None else "role"
+    month_state = BudgetState()
+    if month_value is not None:
+        month_state = BudgetState.model_validate_json(month_value)
     reserved = month_state.reserved_usd(time.time())
     remaining = None
     if budget is not None:

@@ -17,7 +17,6 @@ from chatbus_contracts.streams import CHAT_TURNS
 from chatbus_runtime.bus import Bucket
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
-from nats.js.errors import KeyNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +29,8 @@ class TurnRecords:
 
     async def get(self, request_id: UUID) -> TurnRecord | None:
         """The record of `request_id`, or None if no turn with that id was accepted."""
-        try:
-            entry = await (await self._bucket.kv()).get(str(request_id))
-        except KeyNotFoundError:
-            return None
-        return TurnRecord.model_validate_json(entry.value or b"")
+        value = await self._bucket.value(str(request_id))
+        return None if value is None else TurnRecord.model_validate_json(value)
 
     async def put(self, record: TurnRecord) -> None:
         """Remember an accepted turn; a failure only logs (the turn itself is durable)."""

@@ -33,7 +33,6 @@ from chatbus_runtime.bus import Bucket, publish_event
 from chatbus_runtime.kvcas import compare_and_set
 from chatbus_runtime.pricing import price_call
 from faststream.nats import NatsBroker
-from nats.js.errors import KeyNotFoundError
 
 from .prompt import estimate_tokens
 from .providers.base import PromptMessage, ProviderError
@@ -70,11 +69,10 @@ class BudgetBook:
 
     async def budget_of(self, user_id: str, role: str) -> Decimal | None:
         """The user's monthly budget: their own if an admin set one, else their role's."""
-        try:
-            entry = await (await self._bucket.kv()).get(budget_limit_key(user_id))
-        except KeyNotFoundError:
+        value = await self._bucket.value(budget_limit_key(user_id))
+        if value is None:
             return self._role_budgets.get(role)
-        return BudgetLimit.model_validate_json(entry.value or b"").monthly_usd
+        return BudgetLimit.model_validate_json(value).monthly_usd
 
     async def reserve(
         self, request: GenerateReply, amount: Decimal | None, budget: Decimal | None

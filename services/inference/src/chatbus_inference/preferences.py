@@ -15,7 +15,6 @@ from chatbus_contracts.streams import USER_PREFERENCES
 from chatbus_runtime.bus import Bucket
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
-from nats.js.errors import KeyNotFoundError
 from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
@@ -30,10 +29,8 @@ class PreferencesReader:
     async def get(self, user_id: str) -> Preferences | None:
         """The user's preferences, or None: ask the conversation service."""
         try:
-            entry = await (await self._bucket.kv()).get(user_key(user_id))
-            return Preferences.model_validate_json(entry.value or b"")
-        except KeyNotFoundError:
-            return None
+            value = await self._bucket.value(user_key(user_id))
+            return None if value is None else Preferences.model_validate_json(value)
         except (NatsError, TimeoutError, ValidationError) as error:
             logger.warning("preferences of %s unreadable in the bucket: %s", user_id, error)
             return None

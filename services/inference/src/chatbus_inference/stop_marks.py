@@ -1,8 +1,8 @@
 """Stops asked for before a turn reached a replica: a marker in the `chat_turns` bucket.
 
 A `chat.stop` that no replica answers (the request is still queued, or being picked
-up) leaves `stop_marker_key(request_id)` behind; a turn checks it once its user message
-is stored, right before it would start generating, and then ends as stopped.
+up) leaves `stop_marker_key(request_id)` behind; a turn checks it along with its plan,
+before it would start generating, and then ends as stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from chatbus_contracts.streams import CHAT_TURNS
 from chatbus_runtime.bus import Bucket
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
-from nats.js.errors import KeyNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +28,7 @@ class StopMarks:
     async def marked(self, request_id: UUID) -> bool:
         """Whether a stop of `request_id` is waiting; False when the bucket cannot be read."""
         try:
-            await (await self._bucket.kv()).get(stop_marker_key(request_id))
-        except KeyNotFoundError:
-            return False
+            return await self._bucket.value(stop_marker_key(request_id)) is not None
         except (NatsError, TimeoutError) as error:
             logger.warning("stop marker of %s unreadable: %s", request_id, error)
             return False
-        return True
