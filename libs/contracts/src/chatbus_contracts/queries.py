@@ -146,6 +146,11 @@ class HistoryReply(Model):
         default=True, description="False when the read barrier timed out (history may lag)."
     )
 
+    @classmethod
+    def new_conversation(cls, settings: ChatSettings) -> HistoryReply:
+        """A conversation a turn starts: no messages, the user's preferred settings."""
+        return cls(found=True, messages=[], settings=settings, untitled=True)
+
 
 class ListModels(Model):
     """Ask an inference replica for the model catalogue."""

@@ -108,9 +108,9 @@ BUDGETS = BucketSpec(
 )
 
 # user key -> `Preferences`, as the conversation service last stored them (it writes each
-# change after its commit, and a missing key when a new conversation asked it), so the
+# change in its transaction, and a missing key when a new conversation asked it), so the
 # first turn of a new conversation reads them without a round trip through that service.
-# Expiry bounds how long a value can outlive a write that failed after the commit.
+# Expiry bounds how long a value can outlive a change whose commit failed.
 USER_PREFERENCES = BucketSpec(
     name="user_preferences",
     ttl_seconds=DAY,

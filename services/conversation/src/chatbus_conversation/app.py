@@ -143,9 +143,7 @@ class ConversationService:
             if query.new_conversation:  # asked only when the bucket had no preferences
                 preferences = await store.preferences(query.user_id)
                 await bucket.offer(query.user_id, preferences)
-                return HistoryReply(
-                    found=True, messages=[], settings=preferences.as_settings(), untitled=True
-                )
+                return HistoryReply.new_conversation(preferences.as_settings())
             caught_up = await barrier.wait()
             branch = await store.history(
                 query.user_id,

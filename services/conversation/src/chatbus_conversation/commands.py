@@ -47,9 +47,7 @@ NOT_FOUND = Refused(code="conversation_not_found", message="conversation not fou
 _APPLY_GENERATED_TITLE = (
     update(ConversationRow)
     .where(
-        col(ConversationRow.id) == bindparam("conversation"),
-        col(ConversationRow.user_id) == bindparam("owner"),
-        col(ConversationRow.deleted_at).is_(None),
+        owned(bindparam("owner"), bindparam("conversation")),
         col(ConversationRow.title_source) == "message",
     )
     .values(
@@ -58,7 +56,8 @@ _APPLY_GENERATED_TITLE = (
         revision=col(ConversationRow.revision) + 1,
         updated_at=bindparam("now"),
     )
-    .returning(*ConversationRow.__table__.columns)  # type: ignore[attr-defined]
+    .returning(ConversationRow)
+    .execution_options(synchronize_session=False)
 )
 
 
@@ -165,10 +164,9 @@ class ConversationCommands:
             "now": utc_now(),
         }
         async with self._store.session() as session, session.begin():
-            found = (await session.execute(_APPLY_GENERATED_TITLE, parameters)).first()
-            if found is None:
+            row = await session.scalar(_APPLY_GENERATED_TITLE, parameters)
+            if row is None:
                 return None
-            row = ConversationRow(**found._mapping)
             await publish_event(self._broker, self._updated_event(row))
         return ConversationChanged(conversation=conversation_view(row))
 
@@ -221,6 +219,7 @@ class ConversationCommands:
                 .values(user_id=user_id, **values)
                 .on_conflict_do_update(index_elements=["user_id"], set_=values)
             )
-        # Before the answer: the next new conversation reads the bucket, not Postgres.
-        await self._preferences.put(user_id, preferences)
+            # Under the row lock, so concurrent changes reach the bucket in commit order;
+            # before the answer, as the next new conversation reads the bucket.
+            await self._preferences.put(user_id, preferences)
         return preferences

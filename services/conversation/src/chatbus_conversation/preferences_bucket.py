@@ -2,11 +2,11 @@
 
 Postgres holds the preferences; the bucket is a copy inference reads on a new
 conversation's first turn instead of asking this service (one round trip to NATS,
-none through Python at the other end). A change is written after its commit; a user
-whose key is missing (never written, or expired) gets it written when a new
-conversation asks here, and only if it is still missing, so that copy never replaces
-a newer change. The bucket's expiry bounds how long a copy outlives a change whose
-write failed after the commit.
+none through Python at the other end). A change is written inside its transaction,
+under the row lock (commit order), and a failed write rolls it back; a user whose key
+is missing (never written, or expired) gets it written when a new conversation asks
+here, and only if it is still missing, so that copy never replaces a newer change.
+The bucket's expiry bounds how long a copy outlives a change whose commit failed.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class PreferencesBucket:
         self._bucket = Bucket(broker, USER_PREFERENCES)
 
     async def put(self, user_id: str, preferences: Preferences) -> None:
-        """A change, after its commit; raises if NATS does not take it."""
+        """A change, before its commit; raises if NATS does not take it."""
         await (await self._bucket.kv()).put(user_key(user_id), _encoded(preferences))
 
     async def offer(self, user_id: str, preferences: Preferences) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from chatbus_contracts.common import ChatSettings
 from chatbus_contracts.conversations import Preferences
 from chatbus_contracts.queries import ConversationDetail, ConversationPage, MessageView
 from chatbus_runtime.database import autocommit
-from sqlalchemy import and_, literal, or_
+from sqlalchemy import BindParameter, and_, literal, or_
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
@@ -45,8 +46,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise InvalidCursor(cursor) from error
 
 
-def owned(user_id: str, conversation_id: UUID):  # type: ignore[no-untyped-def]
-    """The filter of a live conversation that belongs to `user_id`."""
+def owned(  # type: ignore[no-untyped-def]
+    user_id: str | BindParameter[Any], conversation_id: UUID | BindParameter[Any]
+):
+    """The filter of a live conversation that belongs to `user_id` (values or parameters)."""
     return and_(
         col(ConversationRow.id) == conversation_id,
         col(ConversationRow.user_id) == user_id,

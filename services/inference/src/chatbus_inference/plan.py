@@ -160,8 +160,7 @@ async def _history(
     if request.new_conversation:
         known = await preferences.get(request.user_id)
         if known is not None:
-            settings = known.as_settings()
-            return HistoryReply(found=True, messages=[], settings=settings, untitled=True)
+            return HistoryReply.new_conversation(known.as_settings())
     response = await broker.request(
         history_query(request), subjects.CONVERSATION_QUERY_HISTORY, timeout=timeout_seconds
     )

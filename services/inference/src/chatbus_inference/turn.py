@@ -98,7 +98,7 @@ class _Progress:
     """The user's message (and new conversation) events, until they are on their way."""
     user_message: asyncio.Task[None] | None = None
 
-    def send_user_message(self) -> None:
+    def start_user_message(self) -> None:
         """Publish the user's message events now, if nothing did yet.
 
         Once the first chunk is out (or after `USER_MESSAGE_DELAY_SECONDS` without one),
@@ -108,9 +108,18 @@ class _Progress:
             self.user_message = asyncio.create_task(self.publish_user_message())
             self.publish_user_message = None
 
+    def user_message_going(self) -> None:
+        """After a chunk: start the user's message events; raise if their publish failed.
+
+        A failed publish stops the stream at once; the request is delivered again.
+        """
+        self.start_user_message()
+        if self.user_message is not None and self.user_message.done():
+            self.user_message.result()
+
     async def user_message_published(self) -> None:
         """Wait for the user's message events: every end of the turn comes after them."""
-        self.send_user_message()
+        self.start_user_message()
         if self.user_message is not None:
             await self.user_message
 
@@ -209,7 +218,7 @@ class TurnRunner:
                 self._publish_user_message, request, plan
             )
             asyncio.get_running_loop().call_later(
-                USER_MESSAGE_DELAY_SECONDS, progress.send_user_message
+                USER_MESSAGE_DELAY_SECONDS, progress.start_user_message
             )
             running.stop_requested |= _result(marked)
             budget = _result(budget_found)
@@ -408,7 +417,7 @@ class TurnRunner:
                     text=event.text,
                 )
                 await progress.sender.send(chunk)
-                progress.send_user_message()
+                progress.user_message_going()
             else:
                 assert isinstance(event, Finished)
                 return event
