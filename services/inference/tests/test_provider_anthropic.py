@@ -7,27 +7,18 @@ from typing import Any
 
 import anthropic
 import pytest
-from chatbus_emulator.server import run_emulator
 from chatbus_emulator.state import EmulatorState
 from chatbus_inference.providers.anthropic import AnthropicProvider
 from chatbus_inference.providers.base import (
     CompletionRequest,
     Finished,
     PromptMessage,
-    ProviderError,
-    StreamEvent,
     TextDelta,
 )
 from chatbus_inference.resilience import retry_after_seconds
+from provider_streams import collect, texts
 
 MODEL = "claude-test"
-
-
-@pytest.fixture(scope="module")
-async def emulator() -> AsyncIterator[tuple[EmulatorState, str]]:
-    state = EmulatorState()
-    async with run_emulator(state) as url:
-        yield state, url
 
 
 @pytest.fixture
@@ -52,32 +43,16 @@ def _request(**fields: Any) -> CompletionRequest:
     return CompletionRequest(**{"model": MODEL, "messages": messages, **fields})
 
 
-async def _collect(
-    provider: AnthropicProvider, request: CompletionRequest
-) -> tuple[list[StreamEvent], ProviderError | None]:
-    events: list[StreamEvent] = []
-    try:
-        async for event in provider.stream(request):
-            events.append(event)
-    except ProviderError as error:
-        return events, error
-    return events, None
-
-
-def _texts(events: list[StreamEvent]) -> list[str]:
-    return [e.text for e in events if isinstance(e, TextDelta)]
-
-
 async def test_streams_text_and_maps_usage_including_cache(
     env: tuple[EmulatorState, AnthropicProvider],
 ) -> None:
     state, provider = env
     reply = "Fine, thanks for asking!"
     state.script({"reply": reply, "cached_tokens": 1200, "cache_creation_tokens": 300})
-    events, error = await _collect(provider, _request())
+    events, error = await collect(provider, _request())
     assert error is None
-    assert "".join(_texts(events)) == reply
-    assert len(_texts(events)) == 4  # one delta per emulated token
+    assert "".join(texts(events)) == reply
+    assert len(texts(events)) == 4  # one delta per emulated token
     finished = events[-1]
     assert isinstance(finished, Finished)
     assert finished.finish_reason == "stop" and finished.model == MODEL
@@ -96,7 +71,7 @@ async def test_request_puts_system_blocks_with_cache_control_on_the_last(
 ) -> None:
     state, provider = env
     state.script({"reply": "ok"})
-    events, error = await _collect(provider, _request(temperature=0.3))
+    events, error = await collect(provider, _request(temperature=0.3))
     assert error is None and isinstance(events[-1], Finished)
     body = state.requests()[-1].body
     assert body["system"] == [
@@ -118,7 +93,7 @@ async def test_no_system_messages_means_no_system_parameter(
 ) -> None:
     state, provider = env
     request = CompletionRequest(model=MODEL, messages=[PromptMessage("user", "hi")])
-    events, error = await _collect(provider, request)
+    events, error = await collect(provider, request)
     assert error is None and isinstance(events[-1], Finished)
     assert "system" not in state.requests()[-1].body
 
@@ -128,10 +103,10 @@ async def test_max_tokens_is_sent_and_truncation_maps_to_length(
 ) -> None:
     state, provider = env
     state.script({"reply_tokens": 10})
-    events, error = await _collect(provider, _request(max_tokens=3))
+    events, error = await collect(provider, _request(max_tokens=3))
     assert error is None
     assert state.requests()[-1].body["max_tokens"] == 3
-    assert len(_texts(events)) == 3
+    assert len(texts(events)) == 3
     finished = events[-1]
     assert isinstance(finished, Finished)
     assert finished.finish_reason == "length" and finished.usage.completion_tokens == 3
@@ -142,7 +117,7 @@ async def test_429_is_rate_limited_retryable_with_retry_after(
 ) -> None:
     state, provider = env
     state.script({"status": 429, "retry_after": 1})
-    events, error = await _collect(provider, _request())
+    events, error = await collect(provider, _request())
     assert events == []
     assert error is not None
     assert error.code == "rate_limited" and error.retryable
@@ -155,7 +130,7 @@ async def test_529_overloaded_is_provider_unavailable_retryable(
 ) -> None:
     state, provider = env
     state.script({"status": 529})
-    events, error = await _collect(provider, _request())
+    events, error = await collect(provider, _request())
     assert events == []
     assert error is not None
     assert error.code == "provider_unavailable" and error.retryable
@@ -172,7 +147,7 @@ async def test_other_statuses_map_to_stable_codes(
 ) -> None:
     state, provider = env
     state.script({"status": status})
-    _, error = await _collect(provider, _request())
+    _, error = await collect(provider, _request())
     assert error is not None
     if code is None:  # 5xx
         assert error.code == "provider_unavailable" and error.retryable
@@ -185,8 +160,8 @@ async def test_cut_after_tokens_is_a_non_retryable_provider_error(
 ) -> None:
     state, provider = env
     state.script({"reply": "one two three four five", "cut_after_tokens": 3})
-    events, error = await _collect(provider, _request())
-    assert _texts(events) == ["one", " two", " three"]
+    events, error = await collect(provider, _request())
+    assert texts(events) == ["one", " two", " three"]
     assert all(isinstance(e, TextDelta) for e in events)
     assert error is not None
     assert error.code == "provider_error" and not error.retryable
@@ -200,7 +175,7 @@ async def test_cut_before_any_token_is_retryable(
 ) -> None:
     state, provider = env
     state.script({"reply": "one two", "cut_after_tokens": 0})
-    events, error = await _collect(provider, _request())
+    events, error = await collect(provider, _request())
     assert events == []
     assert error is not None
     assert error.code == "provider_unavailable" and error.retryable
@@ -211,14 +186,14 @@ async def test_malformed_event_after_tokens_is_a_non_retryable_provider_error(
 ) -> None:
     state, provider = env
     state.script({"reply": "one two three four", "malformed_after_tokens": 2})
-    events, error = await _collect(provider, _request())
-    assert _texts(events) == ["one", " two"]
+    events, error = await collect(provider, _request())
+    assert texts(events) == ["one", " two"]
     assert error is not None
     assert error.code == "provider_error" and not error.retryable
 
 
 async def test_connection_refused_is_provider_unavailable() -> None:
     client = anthropic.AsyncAnthropic(api_key="x", base_url="http://127.0.0.1:9", max_retries=0)
-    _, error = await _collect(AnthropicProvider(client), _request())
+    _, error = await collect(AnthropicProvider(client), _request())
     assert error is not None
     assert error.code == "provider_unavailable" and error.retryable

@@ -22,14 +22,12 @@ from chatbus_inference.providers.base import (
     CompletionRequest,
     Finished,
     PromptMessage,
-    ProviderError,
-    StreamEvent,
-    TextDelta,
 )
 from chatbus_inference.providers.gemini import GeminiProvider
 from chatbus_inference.resilience import retry_after_seconds
 from google import genai
 from google.genai import errors, types
+from provider_streams import collect, texts
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -137,31 +135,15 @@ def _request(**fields: Any) -> CompletionRequest:
     return CompletionRequest(**{"model": MODEL, "messages": messages, **fields})
 
 
-async def _collect(
-    provider: GeminiProvider, request: CompletionRequest
-) -> tuple[list[StreamEvent], ProviderError | None]:
-    events: list[StreamEvent] = []
-    try:
-        async for event in provider.stream(request):
-            events.append(event)
-    except ProviderError as error:
-        return events, error
-    return events, None
-
-
-def _texts(events: list[StreamEvent]) -> list[str]:
-    return [e.text for e in events if isinstance(e, TextDelta)]
-
-
 async def test_recorded_stream_gives_text_usage_finish_reason_and_model(
     env: tuple[FakeGemini, GeminiProvider],
 ) -> None:
     fake, provider = env
     fake.replies.append(Reply(body=_recording("gemini_stream.txt")))
-    events, error = await _collect(provider, _request())
+    events, error = await collect(provider, _request())
     assert error is None
-    assert len(_texts(events)) == 4
-    assert "".join(_texts(events)) == RECORDED_TEXT
+    assert len(texts(events)) == 4
+    assert "".join(texts(events)) == RECORDED_TEXT
     finished = events[-1]
     assert isinstance(finished, Finished)
     assert finished.finish_reason == "stop"
@@ -177,7 +159,7 @@ async def test_recorded_stream_gives_text_usage_finish_reason_and_model(
 async def test_request_wire_format(env: tuple[FakeGemini, GeminiProvider]) -> None:
     fake, provider = env
     fake.replies.append(Reply(body=_recording("gemini_stream.txt")))
-    _, error = await _collect(provider, _request(temperature=0.25, max_tokens=64))
+    _, error = await collect(provider, _request(temperature=0.25, max_tokens=64))
     assert error is None
     [received] = fake.received
     assert received.path.endswith(f"/models/{MODEL}:streamGenerateContent")
@@ -200,7 +182,7 @@ async def test_unset_options_are_not_sent(env: tuple[FakeGemini, GeminiProvider]
     fake, provider = env
     fake.replies.append(Reply(body=_recording("gemini_stream.txt")))
     request = CompletionRequest(model=MODEL, messages=[PromptMessage("user", "hi")])
-    _, error = await _collect(provider, request)
+    _, error = await collect(provider, request)
     assert error is None
     body = fake.received[0].body
     assert "systemInstruction" not in body
@@ -223,7 +205,7 @@ async def test_finish_reasons(
     body = _recording("gemini_stream.txt")
     assert body.count(b'"finishReason": "STOP"') == 1
     fake.replies.append(Reply(body=body.replace(b'"STOP"', f'"{raw}"'.encode())))
-    events, error = await _collect(provider, _request())
+    events, error = await collect(provider, _request())
     assert error is None
     finished = events[-1]
     assert isinstance(finished, Finished) and finished.finish_reason == mapped
@@ -234,7 +216,7 @@ async def test_429_is_rate_limited_and_retryable(env: tuple[FakeGemini, GeminiPr
     fake.replies.append(
         Reply(status=429, body=_recording("gemini_error_429.json"), headers={"retry-after": "7"})
     )
-    events, error = await _collect(provider, _request())
+    events, error = await collect(provider, _request())
     assert events == []
     assert error is not None
     assert error.code == "rate_limited" and error.retryable
@@ -259,7 +241,7 @@ async def test_error_statuses_map_to_stable_codes(
 ) -> None:
     fake, provider = env
     fake.replies.append(Reply(status=status, body=_recording(recording)))
-    events, error = await _collect(provider, _request())
+    events, error = await collect(provider, _request())
     assert events == []
     assert error is not None
     assert (error.code, error.retryable) == (code, retryable)
@@ -269,7 +251,7 @@ async def test_plain_400_is_invalid_request(env: tuple[FakeGemini, GeminiProvide
     fake, provider = env
     body = {"error": {"code": 400, "message": "Bad temperature.", "status": "INVALID_ARGUMENT"}}
     fake.replies.append(Reply(status=400, body=json.dumps(body).encode()))
-    _, error = await _collect(provider, _request())
+    _, error = await collect(provider, _request())
     assert error is not None
     assert error.code == "invalid_request" and not error.retryable
 
@@ -279,8 +261,8 @@ async def test_connection_dropped_after_tokens_is_not_retryable(
 ) -> None:
     fake, provider = env
     fake.replies.append(Reply(body=_recording("gemini_stream.txt"), break_after_events=2))
-    events, error = await _collect(provider, _request())
-    assert _texts(events) == ["The capital of France is", " Paris. It sits on the Seine"]
+    events, error = await collect(provider, _request())
+    assert texts(events) == ["The capital of France is", " Paris. It sits on the Seine"]
     assert error is not None
     assert error.code == "provider_error" and not error.retryable
     # Usage is cumulative per chunk, so the last one seen is the usage so far.
@@ -293,7 +275,7 @@ async def test_connection_dropped_before_any_token_is_retryable(
 ) -> None:
     fake, provider = env
     fake.replies.append(Reply(body=_recording("gemini_stream.txt"), break_after_events=0))
-    events, error = await _collect(provider, _request())
+    events, error = await collect(provider, _request())
     assert events == []
     assert error is not None
     assert error.code == "provider_unavailable" and error.retryable
@@ -305,8 +287,8 @@ async def test_malformed_chunk_after_tokens_is_not_retryable(
     fake, provider = env
     first = _events(_recording("gemini_stream.txt"))[0]
     fake.replies.append(Reply(body=first + b'data: {"candidates": [{"content": \r\n\r\n'))
-    events, error = await _collect(provider, _request())
-    assert _texts(events) == ["The capital of France is"]
+    events, error = await collect(provider, _request())
+    assert texts(events) == ["The capital of France is"]
     assert error is not None
     assert error.code == "provider_error" and not error.retryable
 
@@ -316,7 +298,7 @@ async def test_stream_without_finish_reason_is_an_error(
 ) -> None:
     fake, provider = env
     fake.replies.append(Reply(body=b"".join(_events(_recording("gemini_stream.txt"))[:3])))
-    events, error = await _collect(provider, _request())
-    assert len(_texts(events)) == 3 and not any(isinstance(e, Finished) for e in events)
+    events, error = await collect(provider, _request())
+    assert len(texts(events)) == 3 and not any(isinstance(e, Finished) for e in events)
     assert error is not None
     assert error.code == "provider_error" and not error.retryable

@@ -47,7 +47,7 @@ class StreamTimeouts:
 
 
 def retry_after_seconds(error: BaseException) -> float | None:
-    """The `retry-after` header of the SDK error behind a `ProviderError`, in seconds."""
+    """The `retry-after` header of the HTTP answer behind a `ProviderError`, in seconds."""
     response = getattr(error.__cause__, "response", None)
     value = response.headers.get("retry-after") if response is not None else None
     try:
