@@ -1,4 +1,4 @@
-"""Settings that change the declared streams: CHATBUS_REQUESTS_DUPLICATE_WINDOW_SECONDS."""
+"""How streams and buckets are declared: CHATBUS_REQUESTS_DUPLICATE_WINDOW_SECONDS, direct gets."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import asyncio
 import pytest
 from chatbus_cli.embedded import EmbeddedNats
 from chatbus_contracts import subjects
-from chatbus_contracts.streams import ALL_STREAMS, CHAT_REQUESTS, EVENTS
-from chatbus_runtime.bus import declare_streams
+from chatbus_contracts.streams import ALL_BUCKETS, ALL_STREAMS, CHAT_REQUESTS, CHAT_TURNS, EVENTS
+from chatbus_runtime.bus import Bucket, declare_buckets, declare_streams
+from nats.js import api
 
 from .eventbus import broker_at
 
@@ -37,3 +38,18 @@ async def test_the_requests_dedupe_window_is_a_setting(
         assert [await publish(), await publish()] == [False, True]
         await asyncio.sleep(WINDOW_SECONDS + 0.5)
         assert await publish() is False  # the window passed: stored again
+
+
+async def test_buckets_answer_direct_gets_even_when_made_without(own_nats: EmbeddedNats) -> None:
+    async with broker_at(own_nats.url) as broker:
+        js = broker.connection.jetstream()
+        # As an older chatbus made it: nats-py's default, no direct gets.
+        old = await js.create_key_value(api.KeyValueConfig(bucket=CHAT_TURNS.name, history=1))
+        await old.put("turn", b"kept")
+        assert not (await js.stream_info(f"KV_{CHAT_TURNS.name}")).config.allow_direct
+        await declare_buckets(broker)
+        for spec in ALL_BUCKETS:
+            assert (await js.stream_info(f"KV_{spec.name}")).config.allow_direct, spec.name
+        turns = Bucket(broker, CHAT_TURNS)
+        assert await turns.value("turn") == b"kept"
+        assert await turns.value("missing") is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -23,7 +23,7 @@ from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.js import JetStreamContext, api
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -152,10 +152,17 @@ class Bucket:
 
 
 async def ensure_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int = 1) -> KeyValue:
-    """The bucket of `spec`, created first (with `replicas`) if it does not exist."""
+    """The bucket of `spec`, created first (with `replicas`) if it does not exist.
+
+    Reads are direct gets (`allow_direct`, as nats.go and the `nats` CLI create buckets;
+    nats-py does not by default): the server answers them without the JetStream API's
+    JSON and base64, 0.1 to 0.2 ms less per read. A bucket made before chatbus asked for
+    them is switched over.
+    """
+    stream = f"KV_{spec.name}"
     try:
-        return await js.key_value(spec.name)
-    except BucketNotFoundError:
+        info = await js.stream_info(stream)
+    except NotFoundError:
         return await js.create_key_value(
             api.KeyValueConfig(
                 bucket=spec.name,
@@ -164,8 +171,12 @@ async def ensure_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int = 
                 history=1,
                 storage=api.StorageType.FILE,
                 replicas=replicas,
+                direct=True,
             )
         )
+    if not info.config.allow_direct:
+        await js.update_stream(replace(info.config, allow_direct=True))
+    return await js.key_value(spec.name)
 
 
 def consumer_config(spec: ConsumerSpec, *, max_deliver: int | None = None) -> api.ConsumerConfig:
