@@ -376,8 +376,9 @@ class TurnRunner:
             progress.route = route
             max_tokens = settings.max_tokens or route.max_output_tokens
             progress.prompt = trim_to_window(prompt, route.context_window, max_tokens)
-            worst_case = worst_case_cost(progress.prompt, max_tokens, route)
-            progress.reserved |= await self._budgets.reserve(request, worst_case, budget)
+            if budget is not None:  # pricing the worst case costs ~0.1 ms; only a budget needs it
+                worst_case = worst_case_cost(progress.prompt, max_tokens, route)
+                progress.reserved |= await self._budgets.reserve(request, worst_case, budget)
             completion = CompletionRequest(
                 model=route.model,
                 messages=progress.prompt,
