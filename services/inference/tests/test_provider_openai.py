@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -18,6 +19,17 @@ from openai import AsyncOpenAI
 from provider_streams import collect, texts
 
 MODEL = "gpt-4o-mini"
+_ONLY_USAGE = (
+    b'data: {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 0}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+def _mock(
+    answer: Callable[[httpx2.Request], httpx2.Response], **options: Any
+) -> httpx2.AsyncClient:
+    """An HTTP client whose every request `answer` answers (no network)."""
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(answer), **options)
 
 
 @pytest.fixture
@@ -70,16 +82,30 @@ async def test_the_key_goes_as_a_bearer_token() -> None:
 
     def answer(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
-        usage = b'{"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 0}}'
-        return httpx2.Response(200, content=b"data: " + usage + b"\n\ndata: [DONE]\n\n")
+        return httpx2.Response(200, content=_ONLY_USAGE)
 
     client = AsyncOpenAI(api_key="sk-secret", base_url="http://upstream/v1", max_retries=0)
-    http = httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
-    events, error = await collect(OpenAIProvider(client, http), _request())
+    events, error = await collect(OpenAIProvider(client, _mock(answer)), _request())
     assert error is None and isinstance(events[-1], Finished)
     (request,) = seen
     assert str(request.url) == "http://upstream/v1/chat/completions"
     assert request.headers["authorization"] == "Bearer sk-secret"
+
+
+async def test_a_redirect_is_followed_as_the_sdk_follows_it() -> None:
+    seen: list[str] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        seen.append(str(request.url))
+        if request.url.path.startswith("/v1/"):
+            return httpx2.Response(307, headers={"location": "http://upstream/v2/chat/completions"})
+        return httpx2.Response(200, content=_ONLY_USAGE)
+
+    client = AsyncOpenAI(api_key="x", base_url="http://upstream/v1", max_retries=0)
+    provider = OpenAIProvider(client, _mock(answer))
+    events, error = await collect(provider, _request())
+    assert error is None and isinstance(events[-1], Finished)
+    assert seen == ["http://upstream/v1/chat/completions", "http://upstream/v2/chat/completions"]
 
 
 async def test_tool_calls_arrive_whole_on_finished(

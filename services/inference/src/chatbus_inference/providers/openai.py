@@ -156,7 +156,7 @@ class OpenAIProvider:
         self._url = str(client.base_url).rstrip("/") + "/chat/completions"
         headers = {
             "Content-Type": "application/json",
-            "Accept": "text/event-stream",
+            "Accept": "application/json",  # as the SDK sends it; compatible servers know it
             "User-Agent": client.user_agent,
             **client.auth_headers,
         }
@@ -165,8 +165,8 @@ class OpenAIProvider:
         if client.project:
             headers["OpenAI-Project"] = client.project
         self._headers = headers
-        self._http = http or httpx2.AsyncClient(
-            timeout=httpx2.Timeout(600.0, connect=5.0),  # the SDK's defaults
+        self._http = http or httpx2.AsyncClient(  # as the SDK configures its own
+            timeout=httpx2.Timeout(600.0, connect=5.0),
             limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
         )
 
@@ -178,7 +178,11 @@ class OpenAIProvider:
         model = request.model
         try:
             async with self._http.stream(
-                "POST", self._url, content=_request_body(request), headers=self._headers
+                "POST",
+                self._url,
+                content=_request_body(request),
+                headers=self._headers,
+                follow_redirects=True,  # as the SDK's client does
             ) as response:
                 if response.status_code >= 300:
                     raise await _status_error(response)
