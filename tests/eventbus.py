@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import nats
 from chatbus_contracts.common import Role, TokenUsage, utc_now
 from chatbus_contracts.events import ConversationCreated, MessageCreated, UsageRecorded
-from chatbus_runtime.bus import create_broker, publish_event
+from chatbus_runtime.bus import create_broker, publish_event, stop_broker
 from chatbus_runtime.settings import ServiceSettings
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
@@ -37,7 +37,7 @@ async def broker_at(nats_url: str, name: str = "test") -> AsyncIterator[NatsBrok
     try:
         yield broker
     finally:
-        await broker.stop()
+        await stop_broker(broker)
 
 
 @asynccontextmanager

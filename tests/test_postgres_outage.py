@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import pytest
@@ -32,15 +32,16 @@ from chatbus_conversation.settings import ConversationSettings
 from chatbus_runtime.bus import (
     create_broker,
     declare_streams,
-    durable_subscription,
     event_headers,
     start_broker,
+    stop_broker,
 )
+from chatbus_runtime.consumers import consume, consume_batches
 from chatbus_runtime.database import IDLE_PING_SECONDS, create_engine
 from chatbus_runtime.settings import ServiceSettings
 from chatbus_usage.app import UsageService
 from chatbus_usage.settings import UsageSettings
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from opentelemetry.sdk.trace import TracerProvider
@@ -282,21 +283,18 @@ async def _consuming(
     settings = ServiceSettings(nats_url=infra.nats_url, max_deliver=None)
     broker = create_broker(settings, service_name="outage-test", tracer_provider=TracerProvider())
 
-    @broker.subscriber(**durable_subscription(consumers.single, batch_size=BATCH_SIZE))  # type: ignore[untyped-decorator]
-    async def one(msg: NatsMessage) -> None:
-        raw: Msg = msg.raw_message
-        await _insert(engine, raw.data)
-        consumers.handled.append(("single", raw.data, raw.metadata.num_delivered or 0))
+    async def one(msg: Msg) -> None:
+        await _insert(engine, msg.data)
+        consumers.handled.append(("single", msg.data, msg.metadata.num_delivered or 0))
 
-    @broker.subscriber(  # type: ignore[untyped-decorator]
-        **durable_subscription(consumers.batched, batch_size=BATCH_SIZE, batch=True)
-    )
-    async def many(msg: NatsMessage) -> None:
-        raws = cast("list[Msg]", msg.raw_message)  # a batch's
-        for raw in raws:
-            await _insert(engine, raw.data)
-        for raw in raws:
-            consumers.handled.append(("batched", raw.data, raw.metadata.num_delivered or 0))
+    async def many(msgs: list[Msg]) -> None:
+        for msg in msgs:
+            await _insert(engine, msg.data)
+        for msg in msgs:
+            consumers.handled.append(("batched", msg.data, msg.metadata.num_delivered or 0))
+
+    consume(broker, consumers.single, one, batch_size=BATCH_SIZE)
+    consume_batches(broker, consumers.batched, many, batch_size=BATCH_SIZE)
 
     await broker.connect()
     await declare_streams(broker, (consumers.stream,))
@@ -304,7 +302,7 @@ async def _consuming(
     try:
         yield broker
     finally:
-        await broker.stop()
+        await stop_broker(broker)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import errno
 import itertools
 import logging
 import socket
-from types import SimpleNamespace
 
 import asyncpg.exceptions as pg
 import nats.errors
@@ -16,15 +15,11 @@ from chatbus_contracts.streams import USAGE_CONSUMER
 from chatbus_runtime.outages import (
     PAUSE_MAX_DELAY_SECONDS,
     Outages,
-    holdable_messages,
     is_transient,
     pause_delays,
 )
 from chatbus_runtime.redelivery import MAX_DELAY_SECONDS, RedeliveryPolicy, redelivery_delay
 from chatbus_runtime.settings import ServiceSettings
-from faststream import AckPolicy
-from faststream.message import StreamMessage
-from nats.aio.msg import Msg
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
@@ -132,29 +127,6 @@ def test_a_validation_error_is_not_transient() -> None:
 def test_a_held_message_is_tried_again_after_half_a_second_doubling_to_ten() -> None:
     assert list(itertools.islice(pause_delays(), 7)) == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     assert PAUSE_MAX_DELAY_SECONDS == 10.0
-
-
-def _delivered(stream: str, consumer: str, seq: int) -> Msg:
-    """A message as JetStream delivers it (its metadata is in the reply subject)."""
-    reply = f"$JS.ACK.{stream}.{consumer}.1.{seq}.{seq}.1700000000000000000.0"
-    return Msg(_client=None, subject="usage.recorded", reply=reply, data=b"{}")  # type: ignore[arg-type]
-
-
-def test_only_jetstream_messages_of_nack_on_error_subscribers_are_held() -> None:
-    nack_on_error = SimpleNamespace(ack_policy=AckPolicy.NACK_ON_ERROR)
-    one = _delivered("EVENTS", "usage", 7)
-    assert holdable_messages(StreamMessage(one, b"{}"), nack_on_error) == [one]
-    batch = [_delivered("EVENTS", "embeddings", n) for n in (1, 2, 3)]
-    assert holdable_messages(StreamMessage(batch, b"[]"), nack_on_error) == batch
-
-    # Inference acks by hand: its turns are not run again within one delivery.
-    manual = SimpleNamespace(ack_policy=AckPolicy.MANUAL)
-    assert holdable_messages(StreamMessage(one, b"{}"), manual) == []
-    rejecting = SimpleNamespace(ack_policy=AckPolicy.REJECT_ON_ERROR)
-    assert holdable_messages(StreamMessage(one, b"{}"), rejecting) == []
-    # A core NATS request (no JetStream reply subject) is never held: its asker waits.
-    request = Msg(_client=None, subject="usage.query", reply="_INBOX.abc", data=b"{}")  # type: ignore[arg-type]
-    assert holdable_messages(StreamMessage(request, b"{}"), nack_on_error) == []
 
 
 def test_each_pause_is_logged_once_when_it_starts_and_once_when_it_ends(

@@ -8,7 +8,7 @@ publishes the body with the original headers to the original subject.
     reason            when
     handler_error     the handler raised on the consumer's last delivery (error_type, error)
     max_deliveries    the server gave up: the message was never acked in time (the process
-                      died or hung on it) or was nak'ed outside chatbus' middleware
+                      died or hung on it) or was nak'ed outside chatbus' consumers
 """
 
 from __future__ import annotations

@@ -6,8 +6,6 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from functools import partial
-from typing import Any
 
 from chatbus_contracts.events import Event
 from chatbus_contracts.streams import (
@@ -19,20 +17,17 @@ from chatbus_contracts.streams import (
     ConsumerSpec,
     StreamSpec,
 )
-from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats import NatsBroker
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.js import JetStreamContext, api
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from opentelemetry.sdk.trace import TracerProvider
 
-from . import natsfix
+from .consumers import start_consumers, stop_consumers, trace_consumers
 from .deadletters import dead_letter_office, open_dead_letter_office
-from .redelivery import NakWithBackoff, RedeliveryPolicy
+from .redelivery import RedeliveryPolicy
 from .settings import ServiceSettings
-
-natsfix.install()
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +86,9 @@ def create_broker(
     `on_reconnect` runs each time the connection is back after a disconnect (its
     subscriptions renewed, what was buffered meanwhile sent).
 
-    A handler's failure is redelivered with backoff and dead-lettered on the consumer's
-    last delivery, as the settings' redelivery policy says (`dead_letter_office(broker)`).
+    Its durable consumers (`chatbus_runtime.consumers`) redeliver a handler's failure
+    with backoff and dead-letter it on the consumer's last delivery, as the settings'
+    redelivery policy says (`dead_letter_office(broker)`).
     """
     broker = NatsBroker(
         settings.nats_url,
@@ -104,8 +100,8 @@ def create_broker(
         logger=logging.getLogger(f"chatbus.{service_name}.broker"),
         log_level=logging.DEBUG,
     )
-    office = open_dead_letter_office(broker, RedeliveryPolicy.from_settings(settings))
-    broker.add_middleware(partial(NakWithBackoff, office=office))
+    open_dead_letter_office(broker, RedeliveryPolicy.from_settings(settings))
+    trace_consumers(broker, tracer_provider)
     _layouts[broker] = StreamLayout.from_settings(settings)
     return broker
 
@@ -206,35 +202,9 @@ async def declare_consumer(
     return info
 
 
-def durable_subscription(
-    spec: ConsumerSpec,
-    *,
-    batch_size: int = 1,
-    batch: bool = False,
-    ack_policy: AckPolicy = AckPolicy.NACK_ON_ERROR,
-) -> dict[str, Any]:
-    """Keyword arguments for `broker.subscriber(...)` that bind to a declared durable consumer.
-
-    The consumer itself is created by `declare_consumer` (FastStream would create it
-    with a single filter subject), so the stream is not declared again here. A handler
-    that raises gets its message redelivered after a delay (`NakWithBackoff`), and
-    dead-lettered on the last delivery; FastStream's default would terminate it at once,
-    losing the event while Postgres is down. With the default `NACK_ON_ERROR`, a handler
-    that cannot reach Postgres or NATS keeps its message and pauses the consumer until
-    they answer (`chatbus_runtime.outages`); `AckPolicy.MANUAL` opts out.
-    """
-    return {
-        "subject": spec.filter_subjects[0] if len(spec.filter_subjects) == 1 else "",
-        "durable": spec.durable,
-        "config": consumer_config(spec),
-        "stream": JStream(spec.stream.name, declare=False),
-        "pull_sub": PullSub(batch_size=batch_size, timeout=5.0, batch=batch),
-        "ack_policy": ack_policy,
-    }
-
-
 async def start_broker(broker: NatsBroker, *consumers: ConsumerSpec) -> None:
-    """Connect, declare every stream and the given durable consumers, then start handlers.
+    """Connect, declare every stream and the given durable consumers, then start handlers
+    (FastStream's subscribers, then the durable consumers of `chatbus_runtime.consumers`).
 
     The consumers get the delivery limit of the settings' redelivery policy, and this
     process listens for their max-deliveries advisories (`chatbus_runtime.deadletters`).
@@ -250,6 +220,13 @@ async def start_broker(broker: NatsBroker, *consumers: ConsumerSpec) -> None:
         office.track(consumer, info.config.max_deliver or 0)
     await office.listen()
     await broker.start()
+    await start_consumers(broker)
+
+
+async def stop_broker(broker: NatsBroker) -> None:
+    """Stop the durable consumers (their handlers finish first), then the broker."""
+    await stop_consumers(broker)
+    await broker.stop()
 
 
 def event_headers(event: Event) -> dict[str, str]:

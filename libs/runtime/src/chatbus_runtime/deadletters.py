@@ -3,9 +3,9 @@
 A message runs out of deliveries in one of two ways, and both end in `DeadLetterOffice.file`:
 
     handler raised on the consumer's last delivery
-        NakWithBackoff -> settle_failure: file it (handler_error, the exception),
+        its consumer -> settle_failure: file it (handler_error, the exception),
         then terminate it on the consumer
-    the process died or hung on it every time (or it was nak'ed outside the middleware)
+    the process died or hung on it every time (or it was nak'ed outside chatbus' consumers)
         JetStream gives up and announces $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<s>.<c>;
         each service listens for its own consumers (one replica per advisory: a queue
         group), fetches the original by stream sequence and files it (max_deliveries);
@@ -82,7 +82,7 @@ class DeadLetterOffice:
         *,
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
-        # Weak: the broker keeps its office (through the middleware), not the other way round.
+        # Weak: the broker keeps its office (`_offices`), not the other way round.
         self._broker = weakref.ref(broker)
         self.policy = policy
         self._tracked: dict[tuple[str, str], _Tracked] = {}
@@ -209,7 +209,7 @@ class DeadLetterOffice:
             deliveries=advisory.deliveries,
             reason="max_deliveries",
             error=f"not acked in {advisory.deliveries} deliveries: the process died or hung "
-            "on it, or it was nak'ed outside chatbus' redelivery middleware",
+            "on it, or it was nak'ed outside chatbus' consumers",
             headers=dict(original.headers or {}),
             published_at=original.time,
         )

@@ -2,8 +2,8 @@
 
 A handler that fails because Postgres or NATS cannot be reached (`is_transient`) would
 fail the same way on every delivery until the outage ends; nak'ed with backoff it would
-be dead-lettered after about two minutes (`chatbus_runtime.redelivery`). Instead the
-redelivery middleware holds such a message (`hold_through_outage`):
+be dead-lettered after about two minutes (`chatbus_runtime.redelivery`). Instead its
+consumer (`chatbus_runtime.consumers`) holds such a message (`hold_through_outage`):
 
     wait 0.5 s, doubling to 10 s, and run the handler again, until it
         succeeds                  -> acked as usual (one delivery spent in all)
@@ -12,14 +12,13 @@ redelivery middleware holds such a message (`hold_through_outage`):
     meanwhile `in_progress()` every third of the consumer's ack wait, so JetStream
     does not deliver it again (failures ignored: NATS may be the one that is down)
 
-A held message keeps its subscriber from fetching more, so the consumer pauses and
+A held message keeps its consumer from fetching more, so the consumer pauses and
 catches up afterwards. Each pause is logged once per consumer: a warning when it
 starts, an info line when its last held message is released.
 
-Only subscribers with FastStream's `NACK_ON_ERROR` policy pause: every
-`durable_subscription` except inference's, which acks by hand (`AckPolicy.MANUAL`).
-A turn that streamed to its client must not run again inside the same delivery; its
-failures keep the nak-with-backoff path.
+Only consumers that ack on success pause: every durable consumer except inference's,
+which acks by hand (`manual_ack`). A turn that streamed to its client must not run
+again inside the same delivery; its failures keep the nak-with-backoff path.
 """
 
 from __future__ import annotations
@@ -32,23 +31,17 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg.exceptions as pg
 import nats.errors
 import nats.js.errors
 import sqlalchemy.exc
-from faststream import AckPolicy
-from faststream.exceptions import NackMessage
-from faststream.message import StreamMessage
 from nats.aio.msg import Msg
 
 logger = logging.getLogger(__name__)
 
 PAUSE_FIRST_DELAY_SECONDS = 0.5
 PAUSE_MAX_DELAY_SECONDS = 10.0
-# When a subscriber does not say its consumer's ack wait (JetStream's default is 30 s).
-DEFAULT_ACK_WAIT_SECONDS = 30.0
 
 # Errors that say "cannot reach it now", not "this message is bad".
 _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
@@ -140,26 +133,6 @@ def pause_delays(
         delay = min(delay * 2, max_seconds)
 
 
-def holdable_messages(msg: StreamMessage[Any], subscriber: object) -> list[Msg]:
-    """The JetStream messages a failing handler may hold (all of a batch), or none.
-
-    None unless the subscriber acks on success and naks on error (`NACK_ON_ERROR`).
-    """
-    if getattr(subscriber, "ack_policy", None) is not AckPolicy.NACK_ON_ERROR:
-        return []
-    raw = msg.raw_message
-    items = raw if isinstance(raw, list) else [raw]
-    return [item for item in items if isinstance(item, Msg) and _is_jetstream(item)]
-
-
-def _is_jetstream(msg: Msg) -> bool:
-    try:
-        msg.metadata  # noqa: B018 (parses the reply subject)
-    except (nats.errors.Error, ValueError, AttributeError):
-        return False
-    return True
-
-
 @dataclass
 class _Pause:
     since: float
@@ -205,71 +178,55 @@ class Outages:
 
 
 async def hold_through_outage(
-    call_next: Callable[[StreamMessage[Any]], Awaitable[Any]],
-    msg: StreamMessage[Any],
+    attempt: Callable[[], Awaitable[None]],
     error: Exception,
     *,
     held: list[Msg],
-    subscriber: object,
+    ack_wait_seconds: float,
+    stopping: asyncio.Event,
     outages: Outages,
-) -> Any:
-    """Run the handler again until it stops failing transiently (see the module's doc).
+) -> bool:
+    """Run `attempt` again until it stops failing transiently (see the module's doc).
 
-    `held` are `msg`'s JetStream messages (`holdable_messages`), `error` the first
-    transient failure. Returns the handler's result or raises its non-transient error;
-    raises `NackMessage` when the subscriber stopped (FastStream naks at once).
+    `held` are the JetStream messages `attempt` handles, `error` its first transient
+    failure. True once an attempt ran through; False when `stopping` was set first (the
+    caller hands the messages back); a non-transient failure is raised.
     """
     metadata = held[0].metadata
     consumer = f"{metadata.stream}/{metadata.consumer}"
     outages.hold(consumer, error)
-    stopped = True  # unless the handler's attempts end
+    stopped = True  # unless an attempt ends
     try:
-        async with _kept_in_progress(held, _ack_wait_of(subscriber) / 3):
-            result = await _retry(call_next, msg, subscriber)
+        async with _kept_in_progress(held, ack_wait_seconds / 3):
+            stopped = not await _retry(attempt, stopping)
     except asyncio.CancelledError:
-        # The subscriber's task is being cancelled (the service stops): FastStream
-        # settles nothing, so hand the messages back from a task of their own.
+        # The consumer's task is being cancelled (the service stops): hand the
+        # messages back from a task of their own.
         _hand_back(held)
         raise
     except Exception:
-        stopped = False
+        stopped = False  # it ended, on a failure of another kind
         raise
-    else:
-        stopped = result is _STOPPED
     finally:
         outages.release(consumer, stopped=stopped)
-    if result is _STOPPED:
-        raise NackMessage  # for the next replica, now
-    return result
+    return not stopped
 
 
-_STOPPED = object()
-
-
-async def _retry(
-    call_next: Callable[[StreamMessage[Any]], Awaitable[Any]],
-    msg: StreamMessage[Any],
-    subscriber: object,
-) -> Any:
-    """The handler's result once it runs through, or `_STOPPED` if the subscriber stops."""
+async def _retry(attempt: Callable[[], Awaitable[None]], stopping: asyncio.Event) -> bool:
+    """True once `attempt` runs through; False as soon as `stopping` is set."""
     for delay in pause_delays():
-        await asyncio.sleep(delay)
-        if not getattr(subscriber, "running", True):
-            return _STOPPED
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+        if stopping.is_set():
+            return False
         try:
-            return await call_next(msg)
+            await attempt()
         except Exception as failure:
             if not is_transient(failure):
                 raise
+        else:
+            return True
     raise AssertionError("unreachable: pause_delays() never ends")
-
-
-def _ack_wait_of(subscriber: object) -> float:
-    """The ack wait the subscriber's consumer is declared with (`durable_subscription`)."""
-    ack_wait = getattr(getattr(subscriber, "config", None), "ack_wait", None)
-    if isinstance(ack_wait, int | float) and ack_wait > 0:
-        return float(ack_wait)
-    return DEFAULT_ACK_WAIT_SECONDS
 
 
 @contextlib.asynccontextmanager

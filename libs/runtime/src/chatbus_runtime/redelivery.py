@@ -1,31 +1,24 @@
 """Failed JetStream messages come back later, not at once, and not forever.
 
-FastStream's `NACK_ON_ERROR` naks without a delay, so a failing handler would be
-redelivered in a tight loop. This middleware settles a failed message first: a nak
-with an exponential delay by delivery count, or, on the consumer's last delivery, a
-move to DEAD_LETTERS (`chatbus_runtime.deadletters`). FastStream's own nack then
-finds the message already settled and does nothing more.
+A message whose handler failed is nak'ed with an exponential delay by delivery count,
+or, on the consumer's last delivery, moved to DEAD_LETTERS
+(`DeadLetterOffice.settle_failure`, called by `chatbus_runtime.consumers`). A nak
+without a delay would bring a failing message straight back, in a tight loop.
 
 A failure because Postgres or NATS cannot be reached is no reason to give up on the
-message: a `NACK_ON_ERROR` subscriber holds it and pauses until they answer
-(`chatbus_runtime.outages`); only a failure of another kind gets here.
+message: its consumer holds it and pauses until they answer (`chatbus_runtime.outages`);
+only a failure of another kind gets here.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chatbus_contracts.streams import ConsumerSpec
-from faststream import BaseMiddleware
-from faststream.context import ContextRepo
-from faststream.exceptions import HandlerException
-from faststream.message import StreamMessage
-from nats.aio.msg import Msg
 
-from .outages import Outages, hold_through_outage, holdable_messages, is_transient
+from .outages import Outages
 from .settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -69,55 +62,6 @@ class RedeliveryPolicy:
     def max_deliver_of(self, spec: ConsumerSpec) -> int:
         """The delivery limit `spec` is declared with (≤ 0: none)."""
         return spec.max_deliver if self.max_deliver is None else self.max_deliver
-
-
-class NakWithBackoff(BaseMiddleware):
-    """Broker middleware: on a handler error, settle each JetStream message (later or dead).
-
-    An error that says Postgres or NATS cannot be reached does not spend the delivery:
-    the message is held and the handler run again once they answer
-    (`chatbus_runtime.outages`). Built per message by FastStream with
-    `functools.partial(NakWithBackoff, office=...)`.
-    """
-
-    def __init__(self, msg: Any, /, *, context: ContextRepo, office: DeadLetterOffice) -> None:
-        super().__init__(msg, context=context)
-        self._office = office
-
-    async def consume_scope(
-        self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
-    ) -> Any:
-        """Run the handler; on an exception schedule redelivery or dead-letter, then re-raise."""
-        try:
-            return await self._run(call_next, msg)
-        except HandlerException:
-            raise  # ack, nack or reject asked for: FastStream settles the message
-        except Exception as error:
-            raw = msg.raw_message
-            for item in raw if isinstance(raw, list) else [raw]:
-                if isinstance(item, Msg):
-                    await self._office.settle_failure(item, error)
-            raise
-
-    async def _run(
-        self, call_next: Callable[[StreamMessage[Any]], Awaitable[Any]], msg: StreamMessage[Any]
-    ) -> Any:
-        """The handler's result, held through an outage if its subscriber may pause."""
-        try:
-            return await call_next(msg)
-        except Exception as error:
-            subscriber = self.context.get("handler_")
-            held = holdable_messages(msg, subscriber)
-            if not held or not is_transient(error):
-                raise
-            return await hold_through_outage(
-                call_next,
-                msg,
-                error,
-                held=held,
-                subscriber=subscriber,
-                outages=outages_of(self._office),
-            )
 
 
 _outages: weakref.WeakKeyDictionary[object, Outages] = weakref.WeakKeyDictionary()

@@ -37,10 +37,11 @@ from chatbus_contracts.queries import (
     MessageFound,
 )
 from chatbus_contracts.streams import CONVERSATION_CONSUMER
-from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
+from chatbus_runtime.bus import create_broker, start_broker, stop_broker
+from chatbus_runtime.consumers import consume
 from chatbus_runtime.database import create_engine, upgrade_schema
-from chatbus_runtime.handlers import CurrentMessage
 from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
 
 from .barrier import EventsReadBarrier
@@ -101,9 +102,10 @@ class ConversationService:
             ),
         }
 
-        @self.broker.subscriber(**durable_subscription(CONVERSATION_CONSUMER, batch_size=16))
-        async def on_event(msg: CurrentMessage) -> None:
-            await appliers[msg.raw_message.subject](msg.body)
+        async def on_event(msg: Msg) -> None:
+            await appliers[msg.subject](msg.data)
+
+        consume(self.broker, CONVERSATION_CONSUMER, on_event, batch_size=16)
 
     def _wire_queries(self) -> None:
         broker, store, barrier, bucket = self.broker, self.store, self.barrier, self.preferences
@@ -205,5 +207,5 @@ class ConversationService:
 
     async def stop(self) -> None:
         """Stop consuming, then close the database pool."""
-        await self.broker.stop()
+        await stop_broker(self.broker)
         await self.engine.dispose()

@@ -20,10 +20,12 @@ from chatbus_contracts.embeddings import (
 )
 from chatbus_contracts.events import ConversationDeleted, MessageCreated
 from chatbus_contracts.streams import EMBEDDINGS_CONSUMER, EMBEDDINGS_DELETIONS_CONSUMER
-from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
+from chatbus_runtime.bus import create_broker, start_broker, stop_broker
+from chatbus_runtime.consumers import consume, consume_batches
 from chatbus_runtime.database import create_engine, upgrade_schema
 from chatbus_runtime.pricing import install_price_overrides
 from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
 
 from .answers import EmbeddingAnswers
@@ -55,22 +57,24 @@ class EmbeddingsService:
 
     def _wire(self) -> None:
         embedder, store, answers = self.embedder, self.store, self.answers
-        subscription = durable_subscription(
-            EMBEDDINGS_CONSUMER, batch_size=self.settings.embed_batch_size, batch=True
-        )
 
         # A backlog arrives in full batches, so it drains at the model's batch speed.
         # An empty message (a turn stopped before its first token) has nothing to find.
-        @self.broker.subscriber(**subscription)
-        async def on_messages_created(events: list[MessageCreated]) -> None:
+        async def on_messages_created(msgs: list[Msg]) -> None:
+            events = [MessageCreated.model_validate_json(msg.data) for msg in msgs]
             events = [event for event in events if event.content.strip()]
             if events:
                 embedded = await embedder.embed([event.content for event in events])
                 await store.save(events, embedded.vectors, embedder.model_name)
 
-        @self.broker.subscriber(**durable_subscription(EMBEDDINGS_DELETIONS_CONSUMER))
-        async def on_conversation_deleted(event: ConversationDeleted) -> None:
-            await store.drop_conversation(event)
+        async def on_conversation_deleted(msg: Msg) -> None:
+            await store.drop_conversation(ConversationDeleted.model_validate_json(msg.data))
+
+        batch_size = self.settings.embed_batch_size
+        consume_batches(
+            self.broker, EMBEDDINGS_CONSUMER, on_messages_created, batch_size=batch_size
+        )
+        consume(self.broker, EMBEDDINGS_DELETIONS_CONSUMER, on_conversation_deleted)
 
         # Several at once: a search query is not held up by a long embedding request.
         queue, workers = subjects.EMBEDDINGS_QUEUE, ANSWERS_AT_ONCE
@@ -93,5 +97,5 @@ class EmbeddingsService:
 
     async def stop(self) -> None:
         """Stop consuming, then close the database pool."""
-        await self.broker.stop()
+        await stop_broker(self.broker)
         await self.engine.dispose()

@@ -9,12 +9,13 @@ from chatbus_contracts import subjects
 from chatbus_contracts.commands import GenerateReply, StopAcknowledged, StopGeneration
 from chatbus_contracts.queries import ListModels, ModelList
 from chatbus_contracts.streams import INFERENCE_CONSUMER
-from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
+from chatbus_runtime.bus import create_broker, start_broker, stop_broker
+from chatbus_runtime.consumers import consume
 from chatbus_runtime.deadletters import dead_letter_office
 from chatbus_runtime.handlers import CurrentMessage
 from chatbus_runtime.pricing import install_price_overrides
-from faststream import AckPolicy
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -74,29 +75,32 @@ class InferenceService:
 
     def _wire(self) -> None:
         broker, runner, router = self.broker, self.runner, self.router
-        subscription = durable_subscription(INFERENCE_CONSUMER, ack_policy=AckPolicy.MANUAL)
         # A request given up on still ends its turn for the client.
         dead_letter_office(broker).on_dead_letter(
             INFERENCE_CONSUMER, DeadLetteredTurns(broker).end_turn
         )
 
-        # max_workers bounds concurrent turns; when all are busy the subscriber stops
-        # fetching, so another replica pulls the next request.
-        self._requests = broker.subscriber(
-            **subscription, max_workers=self.settings.max_concurrent_turns
-        )
-        self._handed_back: list[NatsMessage] = []
+        self._handed_back: list[Msg] = []
         handed_back = self._handed_back
 
-        @self._requests
-        async def on_request(request: GenerateReply, msg: CurrentMessage) -> None:
-            # An infrastructure failure propagates: NakWithBackoff redelivers the request
+        async def on_request(msg: Msg) -> None:
+            # An infrastructure failure propagates: the consumer redelivers the request
             # with backoff, and dead-letters it on the last delivery.
-            outcome = await runner.run(request, msg)
+            outcome = await runner.run(GenerateReply.model_validate_json(msg.data), msg)
             if outcome is Outcome.ACK:
                 await msg.ack()
             elif outcome is Outcome.HAND_BACK:
                 handed_back.append(msg)  # nak'ed once this replica stopped pulling (stop)
+
+        # max_workers bounds concurrent turns; when all are busy the consumer stops
+        # fetching, so another replica pulls the next request.
+        self._requests = consume(
+            broker,
+            INFERENCE_CONSUMER,
+            on_request,
+            max_workers=self.settings.max_concurrent_turns,
+            manual_ack=True,
+        )
 
         # Every replica hears every stop; only the one streaming the turn answers.
         @broker.subscriber(subjects.CHAT_CANCEL_ALL, no_reply=True)
@@ -116,18 +120,18 @@ class InferenceService:
     async def stop(self) -> None:
         """SIGTERM: stop pulling, let running turns finish for `drain_seconds`, hand back the rest.
 
-        Clearing FastStream's `running` flag ends its pull loop after the current fetch
-        (a request fetched in that moment is dropped unacknowledged and comes back after
-        the ack wait). The handed-back requests are nak'ed only once the pull subscription
-        is gone: its last pull request would otherwise take them straight back.
+        A fetch under way when pulling stops is abandoned (a request it was about to
+        receive comes back after the ack wait). The handed-back requests are nak'ed only
+        once the pull subscription is gone: its last pull request would otherwise take
+        them straight back.
         """
-        self._requests.running = False
+        await self._requests.stop_fetching()
         await self.runner.drain(self.settings.drain_seconds)
         await self._requests.stop()
         for msg in self._handed_back:
             with contextlib.suppress(NatsError):
-                await msg.nack()  # at once: another replica runs it again
+                await msg.nak()  # at once: another replica runs it again
         # Acks and naks are fire-and-forget publishes: see them through before closing.
         with contextlib.suppress(NatsError, TimeoutError):
             await self.broker.connection.flush(timeout=5)
-        await self.broker.stop()
+        await stop_broker(self.broker)

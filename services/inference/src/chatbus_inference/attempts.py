@@ -28,7 +28,8 @@ from chatbus_contracts.common import TokenUsage
 from chatbus_contracts.queries import MessageView
 from chatbus_runtime.bus import publish_event
 from chatbus_runtime.chunks import ChunkSender, last_chunk
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 
 from .billing import usage_recorded
 
@@ -55,9 +56,9 @@ class LookBack:
     attempt: int = 0
 
 
-def attempt_of(msg: NatsMessage) -> int:
+def attempt_of(msg: Msg) -> int:
     """This delivery's number (1 for the first) from the JetStream metadata."""
-    return int(msg.raw_message.metadata.num_delivered)
+    return int(msg.metadata.num_delivered)
 
 
 async def look_back(broker: NatsBroker, request: GenerateReply, attempt: int) -> LookBack:

@@ -7,13 +7,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from faststream.nats import NatsMessage
+from nats.aio.msg import Msg
 
 logger = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def in_progress_while(msg: NatsMessage, interval_seconds: float) -> AsyncIterator[None]:
+async def in_progress_while(msg: Msg, interval_seconds: float) -> AsyncIterator[None]:
     """Send `in_progress` every `interval_seconds` until the block ends.
 
     The consumer's ack wait stays short, so a dead replica's turn is redelivered

@@ -50,7 +50,8 @@ from chatbus_contracts.events import ConversationCreated, Event, MessageCreated
 from chatbus_contracts.streams import INFERENCE_CONSUMER
 from chatbus_runtime.bus import publish_event
 from chatbus_runtime.chunks import ChunkSender
-from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 
 from .attempts import Verdict, announce_restart, attempt_of, end_with_stored, look_back
 from .billing import estimate_usage, usage_recorded
@@ -175,7 +176,7 @@ class TurnRunner:
         """Shutting down: let running turns finish for `seconds`, then hand them back."""
         await self._turns.drain(seconds)
 
-    async def run(self, request: GenerateReply, msg: NatsMessage) -> Outcome:
+    async def run(self, request: GenerateReply, msg: Msg) -> Outcome:
         """Run this delivery of a turn; raises only for infrastructure failures.
 
         `in_progress` keeps the ack deadline moving for the whole turn, so only the

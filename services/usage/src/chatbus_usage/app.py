@@ -9,9 +9,11 @@ from chatbus_contracts import subjects
 from chatbus_contracts.events import UsageRecorded
 from chatbus_contracts.streams import USAGE_CONSUMER
 from chatbus_contracts.usage import UsageQuery, UsageSummary
-from chatbus_runtime.bus import create_broker, durable_subscription, start_broker
+from chatbus_runtime.bus import create_broker, start_broker, stop_broker
+from chatbus_runtime.consumers import consume
 from chatbus_runtime.database import create_engine, upgrade_schema
 from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
 
 from .ledger import Ledger
@@ -37,10 +39,12 @@ class UsageService:
         ledger = self.ledger
         tallies = Tallies(self.broker)
 
-        @self.broker.subscriber(**durable_subscription(USAGE_CONSUMER, batch_size=16))
-        async def on_usage_recorded(event: UsageRecorded) -> None:
+        async def on_usage_recorded(msg: Msg) -> None:
+            event = UsageRecorded.model_validate_json(msg.data)
             if await ledger.record(event):
                 await tallies.add(event)
+
+        consume(self.broker, USAGE_CONSUMER, on_usage_recorded, batch_size=16)
 
         @self.broker.subscriber(subjects.USAGE_QUERY_SUMMARY, queue=subjects.USAGE_QUEUE)
         async def summary(query: UsageQuery) -> UsageSummary:
@@ -55,5 +59,5 @@ class UsageService:
 
     async def stop(self) -> None:
         """Stop consuming, then close the database pool."""
-        await self.broker.stop()
+        await stop_broker(self.broker)
         await self.engine.dispose()
