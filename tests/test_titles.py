@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
 import pytest
+from chatbus_contracts import subjects
 from chatbus_contracts.commands import GenerateReply
+from chatbus_contracts.conversations import ConversationChanged, UpdateConversation
 from chatbus_inference.providers.openai import OpenAIProvider
 from chatbus_inference.routing import Route
 from chatbus_inference.titles import TitleWriter
-from chatbus_runtime.bus import create_broker
+from chatbus_runtime.bus import create_broker, publish_event
 from chatbus_runtime.settings import ServiceSettings
 from openai import AsyncOpenAI
 from opentelemetry.sdk.trace import TracerProvider
 from websockets.asyncio.client import connect
 
+from .eventbus import connected_bus, conversation_created, message_created
 from .stack import MODEL, Stack
 from .wsclient import read_turn, send
 
@@ -97,3 +101,28 @@ async def test_a_conversation_created_by_rest_is_titled_after_its_first_turn(sta
             return bool(view["title"] == "Compare Rust and Go for CLIs")
 
         await stack.wait_for(titled, within_seconds=5)
+
+
+async def test_a_title_proposed_before_the_projection_stored_the_conversation_applies(
+    stack: Stack,
+) -> None:
+    """Inference proposes a title right after `chat.end`; under load the conversation's
+    `conversation.created` may still wait in the projection's backlog. The title waits
+    for the events published before it, instead of being refused as not found."""
+    user = f"early-title-{uuid.uuid4().hex[:6]}"
+    async with connected_bus(stack) as bus:
+        # A backlog of other conversations, published at once, ahead of this one.
+        backlog = [conversation_created(user, f"backlog {n}") for n in range(300)]
+        await asyncio.gather(*(publish_event(bus, event) for event in backlog))
+        created = conversation_created(user, "Compare Rust and Go")
+        await publish_event(bus, created)
+        await publish_event(bus, message_created(user, created.conversation_id, "Compare"))
+        command = UpdateConversation(
+            user_id=user, conversation_id=created.conversation_id, generated_title="Rust vs Go"
+        )
+        reply = await bus.request(command, subjects.CONVERSATION_COMMAND_UPDATE, timeout=10)
+    changed = ConversationChanged.model_validate_json(reply.body)
+    assert (changed.conversation.title, changed.conversation.title_source) == (
+        "Rust vs Go",
+        "generated",
+    )

@@ -72,14 +72,14 @@ class ConversationService:
         self.store = ConversationStore(self.engine)
         self.projection = Projection(self.engine, title_max_chars=settings.title_max_chars)
         self.preferences = PreferencesBucket(self.broker)
-        self.commands = ConversationCommands(
-            self.broker, self.store, self.projection, self.preferences
-        )
         self.barrier = EventsReadBarrier(
             self.broker,
             CONVERSATION_CONSUMER,
             subjects.MESSAGE_CREATED,
             timeout_seconds=settings.history_wait_seconds,
+        )
+        self.commands = ConversationCommands(
+            self.broker, self.store, self.projection, self.preferences, self.barrier
         )
         self._wire_events()
         self._wire_queries()

@@ -11,6 +11,8 @@ ordered by `revision`). Readers of this service see their own change at once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from uuid import uuid4
 
 from chatbus_contracts import subjects
@@ -31,6 +33,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
+from .barrier import EventsReadBarrier
 from .models import ConversationRow, MessageRow, PreferencesRow
 from .preferences_bucket import PreferencesBucket
 from .projection import Projection, filled
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 _SETTING_FIELDS = frozenset(ChatSettings.model_fields)
 NOT_FOUND = Refused(code="conversation_not_found", message="conversation not found")
+_Result = TypeVar("_Result")
 
 # A generated title replaces the first words of the first message, and nothing else.
 # (Parameters named after a column are reserved for SET in an UPDATE.)
@@ -70,8 +74,10 @@ class ConversationCommands:
         store: ConversationStore,
         projection: Projection,
         preferences: PreferencesBucket,
+        barrier: EventsReadBarrier,
     ) -> None:
         self._broker = broker
+        self._barrier = barrier
         self._store = store
         self._projection = projection
         self._preferences = preferences
@@ -101,6 +107,25 @@ class ConversationCommands:
 
     async def update(self, command: UpdateConversation) -> ConversationChanged | Refused:
         """Apply the named changes, or a generated title while the title is automatic."""
+        return await self._once_events_are_stored(lambda: self._update(command))
+
+    async def delete(self, command: DeleteConversation) -> ConversationRemoved | Refused:
+        """Soft-delete; the `conversation.deleted` event tells every other owner of data."""
+        return await self._once_events_are_stored(lambda: self._delete(command))
+
+    async def _once_events_are_stored(
+        self, attempt: Callable[[], Awaitable[_Result]]
+    ) -> _Result | Refused:
+        """`attempt`, and once more after the events published before it are stored if it
+        found no conversation: a new conversation's `conversation.created` may still wait
+        in this service's backlog (inference titles it right after the first answer, a
+        client may rename it as soon as the turn is accepted)."""
+        result = await attempt()
+        if result is NOT_FOUND and await self._barrier.wait():
+            return await attempt()
+        return result
+
+    async def _update(self, command: UpdateConversation) -> ConversationChanged | Refused:
         if command.generated_title and not command.changed_fields:
             titled = await self._generated_title(command, command.generated_title)
             if titled is not None:
@@ -186,8 +211,7 @@ class ConversationCommands:
             updated_at=row.updated_at,
         )
 
-    async def delete(self, command: DeleteConversation) -> ConversationRemoved | Refused:
-        """Soft-delete; the `conversation.deleted` event tells every other owner of data."""
+    async def _delete(self, command: DeleteConversation) -> ConversationRemoved | Refused:
         async with self._store.session() as session, session.begin():
             row = await session.scalar(
                 select(ConversationRow)
