@@ -122,7 +122,4 @@ async def test_a_title_proposed_before_the_projection_stored_the_conversation_ap
         )
         reply = await bus.request(command, subjects.CONVERSATION_COMMAND_UPDATE, timeout=10)
     changed = ConversationChanged.model_validate_json(reply.body)
-    assert (changed.conversation.title, changed.conversation.title_source) == (
-        "Rust vs Go",
-        "generated",
-    )
+    assert changed.conversation.title == "Rust vs Go"
