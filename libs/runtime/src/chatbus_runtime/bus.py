@@ -23,6 +23,8 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from pydantic import BaseModel
 
 from .consumers import start_consumers, stop_consumers, trace_consumers
 from .deadletters import dead_letter_office, open_dead_letter_office
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 # A JetStream publish waits this long for its PubAck before it counts as failed.
 PUBLISH_TIMEOUT_SECONDS = 5.0
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 _RETENTION = {
     "limits": api.RetentionPolicy.LIMITS,
@@ -236,11 +239,38 @@ def event_headers(event: Event) -> dict[str, str]:
 
 async def publish_event(broker: NatsBroker, event: Event) -> api.PubAck:
     """Publish a domain event to the EVENTS stream and wait for its PubAck."""
-    ack: api.PubAck = await broker.publish(
-        event,
+    return await publish_to_stream(
+        broker,
         event.subject,
-        headers=event_headers(event),
+        event,
         stream=EVENTS.name,
-        timeout=PUBLISH_TIMEOUT_SECONDS,
+        headers=event_headers(event),
+        ack_timeout_seconds=PUBLISH_TIMEOUT_SECONDS,
     )
-    return ack
+
+
+async def publish_to_stream(
+    broker: NatsBroker,
+    subject: str,
+    body: BaseModel,
+    *,
+    stream: str,
+    headers: dict[str, str],
+    ack_timeout_seconds: float,
+) -> api.PubAck:
+    """Publish `body` as JSON to a JetStream stream and wait for its PubAck.
+
+    Straight through nats-py, with the current trace context in the headers (as
+    FastStream's telemetry middleware would put it): FastStream's publish path cost
+    ~0.085 ms more CPU and ~0.1 ms more time per publish (measured, docs/decisions.md).
+    """
+    headers = dict(headers)
+    _TRACE_CONTEXT.inject(headers)
+    js = broker.connection.jetstream()
+    return await js.publish(
+        subject,
+        body.model_dump_json().encode(),
+        timeout=ack_timeout_seconds,
+        stream=stream,
+        headers=headers,
+    )

@@ -12,6 +12,7 @@ from chatbus_contracts.common import derived_id
 from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.streams import CHAT_REQUESTS
 from chatbus_contracts.ws import ChatAccepted, ChatRegenerate, ChatSend
+from chatbus_runtime.bus import publish_to_stream
 from chatbus_runtime.kvcas import ContentionError
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
@@ -137,12 +138,13 @@ class TurnAcceptor:
             self._router.close(request_id, queue)
             raise
         try:
-            ack = await self._broker.publish(
-                command,
+            ack = await publish_to_stream(
+                self._broker,
                 subjects.CHAT_REQUESTS,
-                headers={"Nats-Msg-Id": str(request_id)},
+                command,
                 stream=CHAT_REQUESTS.name,
-                timeout=self._publish_timeout,
+                headers={"Nats-Msg-Id": str(request_id)},
+                ack_timeout_seconds=self._publish_timeout,
             )
         except (NatsError, TimeoutError) as error:
             self._router.close(request_id, queue)
