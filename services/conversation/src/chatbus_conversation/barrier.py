@@ -7,16 +7,20 @@ is already in the EVENTS stream. The barrier takes the stream sequence of the
 newest `message.created` and waits, bounded, until this service's durable
 consumer has acknowledged everything up to it: the consumer's ack floor is shared
 by all replicas, so it holds whichever replica stored the event.
+
+History, listing and message reads wait on it, and so do commands that found no
+conversation (a title proposed while `conversation.created` is still in the backlog).
+However many wait, one consumer-info request every 3 ms serves them all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from chatbus_contracts.streams import ConsumerSpec
 from faststream.nats import NatsBroker
+from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -39,6 +43,9 @@ class EventsReadBarrier:
         self._subject = subject
         self._timeout = timeout_seconds
         self._poll = poll_seconds
+        self._acked = 0  # the newest ack floor seen (it only grows)
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._polling: asyncio.Task[None] | None = None
 
     async def wait(self, timeout_seconds: float | None = None) -> bool:
         """True once caught up; False if the timeout passed first (the caller reads anyway).
@@ -46,21 +53,40 @@ class EventsReadBarrier:
         `timeout_seconds` overrides the barrier's own bound for this wait.
         """
         js = self._broker.connection.jetstream()
-        stream = self._consumer.stream.name
         try:
-            newest = await js.get_last_msg(stream, self._subject)
+            newest = await js.get_last_msg(self._consumer.stream.name, self._subject)
         except NotFoundError:
             return True
         target = newest.seq or 0
-        deadline = time.monotonic() + (
-            self._timeout if timeout_seconds is None else timeout_seconds
-        )
-        while True:
-            info = await js.consumer_info(stream, self._consumer.durable)
-            acked = info.ack_floor.stream_seq if info.ack_floor else 0
-            if (acked or 0) >= target:
-                return True
-            if time.monotonic() >= deadline:
-                logger.warning("history barrier timed out at seq %s (acked %s)", target, acked)
-                return False
-            await asyncio.sleep(self._poll)
+        if self._acked >= target:
+            return True
+        waiter = (target, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        if self._polling is None or self._polling.done():
+            self._polling = asyncio.create_task(self._poll_ack_floor())
+        timeout = self._timeout if timeout_seconds is None else timeout_seconds
+        try:
+            done, _ = await asyncio.wait([waiter[1]], timeout=timeout)
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+        if not done:
+            logger.warning("events barrier timed out at seq %s (acked %s)", target, self._acked)
+        return bool(done)
+
+    async def _poll_ack_floor(self) -> None:
+        """One consumer-info request per poll while anyone waits, shared by all of them."""
+        js = self._broker.connection.jetstream()
+        while self._waiters:
+            try:
+                info = await js.consumer_info(self._consumer.stream.name, self._consumer.durable)
+            except (NatsError, TimeoutError) as error:  # the waiters time out meanwhile
+                logger.debug("events barrier: consumer info failed: %r", error)
+            else:
+                floor = info.ack_floor.stream_seq if info.ack_floor else 0
+                self._acked = max(self._acked, floor or 0)
+                for waiter in [w for w in self._waiters if w[0] <= self._acked]:
+                    self._waiters.remove(waiter)
+                    waiter[1].set_result(None)
+            if self._waiters:
+                await asyncio.sleep(self._poll)
