@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import nats
 from chatbus_contracts.common import Role, TokenUsage, utc_now
 from chatbus_contracts.events import ConversationCreated, MessageCreated, UsageRecorded
+from chatbus_contracts.streams import Retention, StreamSpec
 from chatbus_runtime.bus import create_broker, publish_event, stop_broker
 from chatbus_runtime.settings import ServiceSettings
 from faststream.nats import NatsBroker
@@ -48,6 +49,17 @@ async def jetstream(infra: Infra) -> AsyncIterator[JetStreamContext]:
         yield connection.jetstream()
     finally:
         await connection.close()
+
+
+def scratch_stream(
+    kind: str, *, retention: Retention = "limits", wildcard: bool = False
+) -> StreamSpec:
+    """A stream of its own for one test: `<KIND>_<random>` on `<kind>.<random>` (`.>`)."""
+    name = uuid.uuid4().hex[:8]
+    subject = f"{kind.lower()}.{name}" + (".>" if wildcard else "")
+    return StreamSpec(
+        name=f"{kind.upper()}_{name}", subjects=(subject,), retention=retention, max_age_seconds=600
+    )
 
 
 def usage_event(user: str) -> UsageRecorded:

@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from chatbus_contracts.streams import ConsumerSpec, StreamSpec
+from chatbus_contracts.streams import ConsumerSpec
 from chatbus_runtime.bus import declare_streams, start_broker
 from chatbus_runtime.consumers import Handler, consume
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from .eventbus import broker_at, jetstream
+from .eventbus import broker_at, jetstream, scratch_stream
 from .infra import Infra
 
 pytestmark = pytest.mark.integration
 
 
 def _spec() -> ConsumerSpec:
-    name = uuid.uuid4().hex[:8]
-    stream = StreamSpec(
-        name=f"CONSUMER_TEST_{name}",
-        subjects=(f"consumertest.{name}",),
-        retention="limits",
-        max_age_seconds=600,
-    )
+    stream = scratch_stream("consumer_test")
     return ConsumerSpec(durable="worker", stream=stream, filter_subjects=stream.subjects)
 
 

@@ -17,7 +17,7 @@ import pytest
 from chatbus_cli.dlq import StoredDeadLetter, list_dead_letters
 from chatbus_cli.main import app
 from chatbus_contracts.deadletters import REPLAYED_FROM_HEADER
-from chatbus_contracts.streams import CHAT_REQUESTS, EVENTS, ConsumerSpec, StreamSpec
+from chatbus_contracts.streams import CHAT_REQUESTS, EVENTS, ConsumerSpec
 from chatbus_inference.app import InferenceService
 from chatbus_runtime.bus import create_broker, declare_streams, start_broker
 from chatbus_runtime.deadletters import dead_letter_office
@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from typer.testing import CliRunner
 from websockets.asyncio.client import connect
 
-from .eventbus import jetstream, usage_event
+from .eventbus import jetstream, scratch_stream, usage_event
 from .infra import Infra
 from .stack import Stack
 from .wsclient import receive, send
@@ -261,13 +261,7 @@ async def test_a_request_inference_keeps_failing_on_ends_with_a_dead_lettered_er
 async def test_a_message_never_acked_is_dead_lettered_from_the_advisory(infra: Infra) -> None:
     """A consumer that never acks (as a process that dies on the message) until JetStream
     gives up: the max-deliveries advisory files it, and a work queue lets go of it."""
-    name = uuid.uuid4().hex[:8]
-    stream = StreamSpec(
-        name=f"DLQ_TEST_{name}",
-        subjects=(f"dlqtest.{name}",),
-        retention="workqueue",
-        max_age_seconds=600,
-    )
+    stream = scratch_stream("dlq_test", retention="workqueue")
     spec = ConsumerSpec(
         durable="dying",
         stream=stream,

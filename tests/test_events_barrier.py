@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
-from chatbus_contracts.streams import ConsumerSpec, StreamSpec
+from chatbus_contracts.streams import ConsumerSpec
 from chatbus_conversation.barrier import EventsReadBarrier
 from chatbus_runtime.bus import declare_consumer, declare_streams
 from nats.js import JetStreamContext
 
-from .eventbus import broker_at, jetstream
+from .eventbus import broker_at, jetstream, scratch_stream
 from .infra import Infra
 
 pytestmark = pytest.mark.integration
@@ -21,13 +20,7 @@ pytestmark = pytest.mark.integration
 async def test_waiters_share_one_ack_floor_poll_and_pass_once_the_consumer_caught_up(
     infra: Infra, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = uuid.uuid4().hex[:8]
-    stream = StreamSpec(
-        name=f"BARRIER_TEST_{name}",
-        subjects=(f"barriertest.{name}",),
-        retention="limits",
-        max_age_seconds=600,
-    )
+    stream = scratch_stream("barrier_test")
     spec = ConsumerSpec(durable="projection", stream=stream, filter_subjects=stream.subjects)
     polls = 0
     consumer_info = JetStreamContext.consumer_info

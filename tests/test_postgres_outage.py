@@ -48,7 +48,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .eventbus import conversation_created, jetstream, message_created, usage_event
+from .eventbus import (
+    conversation_created,
+    jetstream,
+    message_created,
+    scratch_stream,
+    usage_event,
+)
 from .infra import Infra
 from .stack import Stack
 
@@ -247,19 +253,13 @@ class _Consumers:
 
 
 def _consumers(*, ack_wait_seconds: float) -> _Consumers:
-    name = uuid.uuid4().hex[:8]
-    stream = StreamSpec(
-        name=f"OUTAGE_{name}",
-        subjects=(f"outage.{name}.>",),
-        retention="limits",
-        max_age_seconds=600,
-    )
+    stream = scratch_stream("outage", wildcard=True)
 
     def consumer(durable: str) -> ConsumerSpec:
         return ConsumerSpec(
             durable=durable,
             stream=stream,
-            filter_subjects=(f"outage.{name}.{durable}",),
+            filter_subjects=(stream.subjects[0].removesuffix(">") + durable,),
             ack_wait_seconds=ack_wait_seconds,
             max_deliver=3,
         )
