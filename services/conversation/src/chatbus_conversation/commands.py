@@ -107,6 +107,14 @@ class ConversationCommands:
 
     async def update(self, command: UpdateConversation) -> ConversationChanged | Refused:
         """Apply the named changes, or a generated title while the title is automatic."""
+        if command.generated_title and not command.changed_fields:
+            titled = await self._generated_title(command, command.generated_title)
+            if titled is None and await self._barrier.wait():
+                # Proposed right after the first answer: under load the conversation's
+                # `conversation.created` may still be in this service's backlog.
+                titled = await self._generated_title(command, command.generated_title)
+            if titled is not None:
+                return titled
         return await self._once_events_are_stored(lambda: self._update(command))
 
     async def delete(self, command: DeleteConversation) -> ConversationRemoved | Refused:
@@ -118,18 +126,14 @@ class ConversationCommands:
     ) -> _Result | Refused:
         """`attempt`, and once more after the events published before it are stored if it
         found no conversation: a new conversation's `conversation.created` may still wait
-        in this service's backlog (inference titles it right after the first answer, a
-        client may rename it as soon as the turn is accepted)."""
+        in this service's backlog (a client may rename it as soon as the turn is
+        accepted)."""
         result = await attempt()
         if result is NOT_FOUND and await self._barrier.wait():
             return await attempt()
         return result
 
     async def _update(self, command: UpdateConversation) -> ConversationChanged | Refused:
-        if command.generated_title and not command.changed_fields:
-            titled = await self._generated_title(command, command.generated_title)
-            if titled is not None:
-                return titled
         async with self._store.session() as session, session.begin():
             row = await session.scalar(
                 select(ConversationRow)
