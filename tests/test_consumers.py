@@ -33,7 +33,7 @@ async def _replica(
     async with broker_at(infra.nats_url, "consumer-test") as broker:
         consume(broker, spec, handler, **options)
         await declare_streams(broker, (spec.stream,))
-        await start_broker(broker, spec)
+        await start_broker(broker)
         yield broker
 
 

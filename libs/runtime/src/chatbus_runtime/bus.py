@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import BaseModel
 
-from .consumers import start_consumers, stop_consumers, trace_consumers
+from .consumers import registered_specs, start_consumers, stop_consumers, trace_consumers
 from .deadletters import dead_letter_office, open_dead_letter_office
 from .redelivery import RedeliveryPolicy
 from .settings import ServiceSettings
@@ -206,17 +206,19 @@ async def declare_consumer(
 
 
 async def start_broker(broker: NatsBroker, *consumers: ConsumerSpec) -> None:
-    """Connect, declare every stream and the given durable consumers, then start handlers
+    """Connect, declare every stream and the durable consumers, then start handlers
     (FastStream's subscribers, then the durable consumers of `chatbus_runtime.consumers`).
 
-    The consumers get the delivery limit of the settings' redelivery policy, and this
-    process listens for their max-deliveries advisories (`chatbus_runtime.deadletters`).
+    Declared: the given consumers and every one registered with `consume` or
+    `consume_batches`. They get the delivery limit of the settings' redelivery policy,
+    and this process listens for their max-deliveries advisories
+    (`chatbus_runtime.deadletters`).
     """
     await broker.connect()
     await declare_streams(broker)
     await declare_buckets(broker)
     office = dead_letter_office(broker)
-    for consumer in consumers:
+    for consumer in dict.fromkeys((*consumers, *registered_specs(broker))):
         info = await declare_consumer(
             broker, consumer, max_deliver=office.policy.max_deliver_of(consumer)
         )

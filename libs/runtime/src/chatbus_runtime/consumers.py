@@ -315,6 +315,11 @@ def consume_batches(
     return consumer
 
 
+def registered_specs(broker: NatsBroker) -> list[ConsumerSpec]:
+    """The durable consumers registered on `broker` (`start_broker` declares them)."""
+    return [consumer.spec for consumer in _registry(broker).all]
+
+
 async def start_consumers(broker: NatsBroker) -> None:
     """Start every consumer registered on `broker` (their specs declared already)."""
     for consumer in _registry(broker).all:

@@ -202,7 +202,7 @@ class ConversationService:
         """Migrate, connect, declare streams and the consumer, then start consuming."""
         if self.settings.migrate_on_start:
             await upgrade_schema(MIGRATIONS, self.settings.database_url, SCHEMA)
-        await start_broker(self.broker, CONVERSATION_CONSUMER)
+        await start_broker(self.broker)
         logger.info("conversation service started")
 
     async def stop(self) -> None:

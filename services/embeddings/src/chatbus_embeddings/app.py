@@ -92,7 +92,7 @@ class EmbeddingsService:
         if self.settings.migrate_on_start:
             await upgrade_schema(MIGRATIONS, self.settings.database_url, SCHEMA)
         await self.embedder.load()
-        await start_broker(self.broker, EMBEDDINGS_CONSUMER, EMBEDDINGS_DELETIONS_CONSUMER)
+        await start_broker(self.broker)
         logger.info("embeddings service started (%s)", self.embedder.model_name)
 
     async def stop(self) -> None:

@@ -114,7 +114,7 @@ class InferenceService:
 
     async def start(self) -> None:
         """Connect, declare streams and the shared consumer, start pulling."""
-        await start_broker(self.broker, INFERENCE_CONSUMER)
+        await start_broker(self.broker)
         logger.info("inference started; default model %s", self.router.default_model)
 
     async def stop(self) -> None:

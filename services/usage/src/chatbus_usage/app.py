@@ -54,7 +54,7 @@ class UsageService:
         """Migrate, connect, declare streams and the consumer, then start consuming."""
         if self.settings.migrate_on_start:
             await upgrade_schema(MIGRATIONS, self.settings.database_url, SCHEMA)
-        await start_broker(self.broker, USAGE_CONSUMER)
+        await start_broker(self.broker)
         logger.info("usage service started")
 
     async def stop(self) -> None:
