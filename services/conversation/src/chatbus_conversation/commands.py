@@ -45,6 +45,10 @@ logger = logging.getLogger(__name__)
 _SETTING_FIELDS = frozenset(ChatSettings.model_fields)
 NOT_FOUND = Refused(code="conversation_not_found", message="conversation not found")
 _Result = TypeVar("_Result")
+# A command that found no conversation waits for the backlog, polling less often than a
+# read: under load every generated title can arrive early, while a client's rename or
+# delete finds its conversation missing only in the moment after its first turn.
+COMMAND_POLL_SECONDS = 0.02
 
 # A generated title replaces the first words of the first message, and nothing else.
 # (Parameters named after a column are reserved for SET in an UPDATE.)
@@ -109,7 +113,7 @@ class ConversationCommands:
         """Apply the named changes, or a generated title while the title is automatic."""
         if command.generated_title and not command.changed_fields:
             titled = await self._generated_title(command, command.generated_title)
-            if titled is None and await self._barrier.wait():
+            if titled is None and await self._barrier.wait(poll_seconds=COMMAND_POLL_SECONDS):
                 # Proposed right after the first answer: under load the conversation's
                 # `conversation.created` may still be in this service's backlog.
                 titled = await self._generated_title(command, command.generated_title)
@@ -129,7 +133,7 @@ class ConversationCommands:
         in this service's backlog (a client may rename it as soon as the turn is
         accepted)."""
         result = await attempt()
-        if result is NOT_FOUND and await self._barrier.wait():
+        if result is NOT_FOUND and await self._barrier.wait(poll_seconds=COMMAND_POLL_SECONDS):
             return await attempt()
         return result
 
