@@ -27,3 +27,12 @@ async def collect(
 def texts(events: list[StreamEvent]) -> list[str]:
     """The text deltas among `events`."""
     return [e.text for e in events if isinstance(e, TextDelta)]
+
+
+async def failed(
+    provider: ChatProvider, request: CompletionRequest
+) -> tuple[list[StreamEvent], ProviderError]:
+    """The events of a stream that must end in a `ProviderError`, and that error."""
+    events, error = await collect(provider, request)
+    assert error is not None, "the stream finished without an error"
+    return events, error

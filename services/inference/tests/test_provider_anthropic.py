@@ -16,7 +16,7 @@ from chatbus_inference.providers.base import (
     TextDelta,
 )
 from chatbus_inference.resilience import retry_after_seconds
-from provider_streams import collect, texts
+from provider_streams import collect, failed, texts
 
 MODEL = "claude-test"
 
@@ -117,9 +117,8 @@ async def test_429_is_rate_limited_retryable_with_retry_after(
 ) -> None:
     state, provider = env
     state.script({"status": 429, "retry_after": 1})
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert events == []
-    assert error is not None
     assert error.code == "rate_limited" and error.retryable
     assert isinstance(error.__cause__, anthropic.RateLimitError)
     assert retry_after_seconds(error) == 1.0
@@ -130,9 +129,8 @@ async def test_529_overloaded_is_provider_unavailable_retryable(
 ) -> None:
     state, provider = env
     state.script({"status": 529})
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert events == []
-    assert error is not None
     assert error.code == "provider_unavailable" and error.retryable
     assert isinstance(error.__cause__, anthropic.OverloadedError)
     assert retry_after_seconds(error) is None
@@ -147,8 +145,7 @@ async def test_other_statuses_map_to_stable_codes(
 ) -> None:
     state, provider = env
     state.script({"status": status})
-    _, error = await collect(provider, _request())
-    assert error is not None
+    _, error = await failed(provider, _request())
     if code is None:  # 5xx
         assert error.code == "provider_unavailable" and error.retryable
     else:
@@ -160,10 +157,9 @@ async def test_cut_after_tokens_is_a_non_retryable_provider_error(
 ) -> None:
     state, provider = env
     state.script({"reply": "one two three four five", "cut_after_tokens": 3})
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert texts(events) == ["one", " two", " three"]
     assert all(isinstance(e, TextDelta) for e in events)
-    assert error is not None
     assert error.code == "provider_error" and not error.retryable
     # The input side was reported by message_start; the output is estimated per delta.
     assert error.partial_usage is not None and error.partial_usage.estimated
@@ -175,9 +171,8 @@ async def test_cut_before_any_token_is_retryable(
 ) -> None:
     state, provider = env
     state.script({"reply": "one two", "cut_after_tokens": 0})
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert events == []
-    assert error is not None
     assert error.code == "provider_unavailable" and error.retryable
 
 
@@ -186,14 +181,12 @@ async def test_malformed_event_after_tokens_is_a_non_retryable_provider_error(
 ) -> None:
     state, provider = env
     state.script({"reply": "one two three four", "malformed_after_tokens": 2})
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert texts(events) == ["one", " two"]
-    assert error is not None
     assert error.code == "provider_error" and not error.retryable
 
 
 async def test_connection_refused_is_provider_unavailable() -> None:
     client = anthropic.AsyncAnthropic(api_key="x", base_url="http://127.0.0.1:9", max_retries=0)
-    _, error = await collect(AnthropicProvider(client), _request())
-    assert error is not None
+    _, error = await failed(AnthropicProvider(client), _request())
     assert error.code == "provider_unavailable" and error.retryable

@@ -27,7 +27,7 @@ from chatbus_inference.providers.gemini import GeminiProvider
 from chatbus_inference.resilience import retry_after_seconds
 from google import genai
 from google.genai import errors, types
-from provider_streams import collect, texts
+from provider_streams import collect, failed, texts
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -216,9 +216,8 @@ async def test_429_is_rate_limited_and_retryable(env: tuple[FakeGemini, GeminiPr
     fake.replies.append(
         Reply(status=429, body=_recording("gemini_error_429.json"), headers={"retry-after": "7"})
     )
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert events == []
-    assert error is not None
     assert error.code == "rate_limited" and error.retryable
     assert isinstance(error.__cause__, errors.ClientError) and error.__cause__.code == 429
     assert retry_after_seconds(error) == 7.0  # the SDK error keeps the HTTP response
@@ -241,9 +240,8 @@ async def test_error_statuses_map_to_stable_codes(
 ) -> None:
     fake, provider = env
     fake.replies.append(Reply(status=status, body=_recording(recording)))
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert events == []
-    assert error is not None
     assert (error.code, error.retryable) == (code, retryable)
 
 
@@ -251,8 +249,7 @@ async def test_plain_400_is_invalid_request(env: tuple[FakeGemini, GeminiProvide
     fake, provider = env
     body = {"error": {"code": 400, "message": "Bad temperature.", "status": "INVALID_ARGUMENT"}}
     fake.replies.append(Reply(status=400, body=json.dumps(body).encode()))
-    _, error = await collect(provider, _request())
-    assert error is not None
+    _, error = await failed(provider, _request())
     assert error.code == "invalid_request" and not error.retryable
 
 
@@ -261,9 +258,8 @@ async def test_connection_dropped_after_tokens_is_not_retryable(
 ) -> None:
     fake, provider = env
     fake.replies.append(Reply(body=_recording("gemini_stream.txt"), break_after_events=2))
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert texts(events) == ["The capital of France is", " Paris. It sits on the Seine"]
-    assert error is not None
     assert error.code == "provider_error" and not error.retryable
     # Usage is cumulative per chunk, so the last one seen is the usage so far.
     assert error.partial_usage is not None and error.partial_usage.estimated
@@ -275,9 +271,8 @@ async def test_connection_dropped_before_any_token_is_retryable(
 ) -> None:
     fake, provider = env
     fake.replies.append(Reply(body=_recording("gemini_stream.txt"), break_after_events=0))
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert events == []
-    assert error is not None
     assert error.code == "provider_unavailable" and error.retryable
 
 
@@ -287,9 +282,8 @@ async def test_malformed_chunk_after_tokens_is_not_retryable(
     fake, provider = env
     first = _events(_recording("gemini_stream.txt"))[0]
     fake.replies.append(Reply(body=first + b'data: {"candidates": [{"content": \r\n\r\n'))
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert texts(events) == ["The capital of France is"]
-    assert error is not None
     assert error.code == "provider_error" and not error.retryable
 
 
@@ -298,7 +292,6 @@ async def test_stream_without_finish_reason_is_an_error(
 ) -> None:
     fake, provider = env
     fake.replies.append(Reply(body=b"".join(_events(_recording("gemini_stream.txt"))[:3])))
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert len(texts(events)) == 3 and not any(isinstance(e, Finished) for e in events)
-    assert error is not None
     assert error.code == "provider_error" and not error.retryable

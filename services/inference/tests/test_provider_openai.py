@@ -16,7 +16,7 @@ from chatbus_inference.providers.base import (
 from chatbus_inference.providers.openai import OpenAIProvider, _status_error
 from chatbus_inference.resilience import retry_after_seconds
 from openai import AsyncOpenAI
-from provider_streams import collect, texts
+from provider_streams import collect, failed, texts
 
 MODEL = "gpt-4o-mini"
 _ONLY_USAGE = (
@@ -128,9 +128,8 @@ async def test_429_is_rate_limited_retryable_with_retry_after(
 ) -> None:
     state, provider = env
     state.script({"status": 429, "retry_after": 1})
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert events == []
-    assert error is not None
     assert error.code == "rate_limited" and error.retryable
     assert "Rate limit reached" in error.message
     assert retry_after_seconds(error) == 1.0
@@ -151,8 +150,7 @@ async def test_other_statuses_map_to_stable_codes(
 ) -> None:
     state, provider = env
     state.script({"status": status})
-    _, error = await collect(provider, _request())
-    assert error is not None
+    _, error = await failed(provider, _request())
     assert (error.code, error.retryable) == (code, retryable)
     assert retry_after_seconds(error) is None
 
@@ -169,9 +167,8 @@ async def test_cut_before_any_token_is_retryable(
 ) -> None:
     state, provider = env
     state.script({"reply": "one two", "cut_after_tokens": 0})
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert events == []
-    assert error is not None
     assert error.code == "provider_unavailable" and error.retryable
 
 
@@ -180,9 +177,9 @@ async def test_cut_after_tokens_keeps_the_tokens_and_fails(
 ) -> None:
     state, provider = env
     state.script({"reply": "one two three four five", "cut_after_tokens": 3})
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert texts(events) == ["one", " two", " three"]
-    assert error is not None and error.code == "provider_unavailable"
+    assert error.code == "provider_unavailable"
 
 
 async def test_malformed_chunk_is_a_provider_error(
@@ -190,13 +187,12 @@ async def test_malformed_chunk_is_a_provider_error(
 ) -> None:
     state, provider = env
     state.script({"reply": "one two three four", "malformed_after_tokens": 2})
-    events, error = await collect(provider, _request())
+    events, error = await failed(provider, _request())
     assert texts(events) == ["one", " two"]
-    assert error is not None and error.code == "provider_error"
+    assert error.code == "provider_error"
 
 
 async def test_connection_refused_is_provider_unavailable() -> None:
     client = AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9/v1", max_retries=0)
-    _, error = await collect(OpenAIProvider(client), _request())
-    assert error is not None
+    _, error = await failed(OpenAIProvider(client), _request())
     assert error.code == "provider_unavailable" and error.retryable
