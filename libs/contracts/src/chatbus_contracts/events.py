@@ -83,7 +83,8 @@ TitleSource = Literal["message", "generated", "user"]
 class ConversationCreated(Event):
     """A conversation was started, by a user's first message or by `POST /v1/conversations`.
 
-    Settings left unset are filled from the user's preferences when it is stored.
+    `settings` are the conversation's, with the user's preferences already filled in
+    where the request set none (its publisher does that; it is stored as it is).
     """
 
     subject: ClassVar[str] = subjects.CONVERSATION_CREATED

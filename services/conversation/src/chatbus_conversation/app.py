@@ -102,8 +102,11 @@ class ConversationService:
             ),
         }
 
+        own_events = self.commands.own_events
+
         async def on_event(msg: Msg) -> None:
-            await appliers[msg.subject](msg.data)
+            if not own_events.came_back(msg):
+                await appliers[msg.subject](msg.data)
 
         consume(self.broker, CONVERSATION_CONSUMER, on_event, batch_size=16)
 

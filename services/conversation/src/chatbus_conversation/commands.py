@@ -35,8 +35,9 @@ from sqlmodel import col, select
 
 from .barrier import EventsReadBarrier
 from .models import ConversationRow, MessageRow, PreferencesRow
+from .own_events import OwnEvents
 from .preferences_bucket import PreferencesBucket
-from .projection import Projection, filled
+from .projection import Projection
 from .store import ConversationStore, owned
 from .views import conversation_view, settings_of
 
@@ -69,6 +70,18 @@ _APPLY_GENERATED_TITLE = (
 )
 
 
+def filled(settings: ChatSettings, preferred: ChatSettings) -> ChatSettings:
+    """`settings` with the preferred model, system prompt and memory where it sets none."""
+    return settings.model_copy(
+        update={
+            "model": settings.model or preferred.model,
+            "system_prompt": settings.system_prompt or preferred.system_prompt,
+            # A conversation's own `False` turns memory off whatever the default.
+            "memory": preferred.memory if settings.memory is None else settings.memory,
+        }
+    )
+
+
 class ConversationCommands:
     """Create, change and delete conversations; set preferences."""
 
@@ -85,6 +98,7 @@ class ConversationCommands:
         self._store = store
         self._projection = projection
         self._preferences = preferences
+        self.own_events = OwnEvents()
 
     async def create(self, command: CreateConversation) -> ConversationChanged:
         """A new, empty conversation with the user's preferences filled in."""
@@ -103,6 +117,7 @@ class ConversationCommands:
         async with self._store.session() as session, session.begin():
             await self._projection.insert_conversation(session, event)
             await publish_event(self._broker, event)
+        self.own_events.committed(event.event_id)
         found = await self._store.get_conversation(
             command.user_id, conversation_id, include_messages=False
         )
@@ -179,7 +194,9 @@ class ConversationCommands:
             row.updated_at = utc_now()
             session.add(row)
             await session.flush()  # a row the database refuses never becomes an event
-            await publish_event(self._broker, self._updated_event(row))
+            event = self._updated_event(row)
+            await publish_event(self._broker, event)
+        self.own_events.committed(event.event_id)
         return ConversationChanged(conversation=conversation_view(row))
 
     async def _generated_title(
@@ -200,7 +217,9 @@ class ConversationCommands:
             row = await session.scalar(_APPLY_GENERATED_TITLE, parameters)
             if row is None:
                 return None
-            await publish_event(self._broker, self._updated_event(row))
+            event = self._updated_event(row)
+            await publish_event(self._broker, event)
+        self.own_events.committed(event.event_id)
         return ConversationChanged(conversation=conversation_view(row))
 
     @staticmethod
@@ -231,15 +250,14 @@ class ConversationCommands:
             row.deleted_at = utc_now()
             session.add(row)
             await session.flush()
-            await publish_event(
-                self._broker,
-                ConversationDeleted(
-                    event_id=derived_id(row.id, subjects.CONVERSATION_DELETED),
-                    user_id=row.user_id,
-                    conversation_id=row.id,
-                    deleted_at=row.deleted_at,
-                ),
+            event = ConversationDeleted(
+                event_id=derived_id(row.id, subjects.CONVERSATION_DELETED),
+                user_id=row.user_id,
+                conversation_id=row.id,
+                deleted_at=row.deleted_at,
             )
+            await publish_event(self._broker, event)
+        self.own_events.committed(event.event_id)
         return ConversationRemoved(conversation_id=row.id, deleted_at=row.deleted_at)
 
     async def set_preferences(self, user_id: str, preferences: Preferences) -> Preferences:

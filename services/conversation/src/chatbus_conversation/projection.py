@@ -1,13 +1,14 @@
 """Applying events to the `conversation` schema, idempotently and in any order.
 
-- `conversation.created` inserts (a duplicate changes nothing); unset settings take
-  the user's preferences.
-- `message.created` inserts the message once and, in the same transaction, counts it
+- `conversation.created` inserts (a duplicate changes nothing) with the event's settings:
+  its publisher filled in the user's preferences.
+- `message.created` inserts the message once and, in the same statement, counts it
   (messages, tokens, cost) and makes it the active message if it is the newest. The
-  insert is guarded by the conversation being the user's, so the usual message costs
-  two statements; only when nothing is inserted does it look why: a conversation not
-  stored yet (the message came first) is created from the message and the insert
-  retried; a message stored already, or naming another user's conversation, is False.
+  insert is guarded by the conversation being the user's, so the usual message is one
+  statement (no BEGIN/COMMIT); only when nothing is inserted does it look why, in a
+  transaction: a conversation not stored yet (the message came first) is created from
+  the message, with the user's preferences as its settings, and the insert retried; a
+  message stored already, or naming another user's conversation, is False.
 - `conversation.updated` replaces title and settings if its `revision` is newer (the
   active message follows the messages; a branch switch by `PATCH` is written directly).
 - `conversation.deleted` sets `deleted_at` once.
@@ -63,15 +64,21 @@ _PREFERENCES = select(
 
 _MESSAGE_COLUMNS = inspect(MessageRow).columns
 
-# One message row, from parameters named as its columns, if the conversation is the user's.
+# Parameters of a message row: `m_` and its column name (a parameter named after a
+# column of the conversation row would be taken for a SET value in `_STORE_MESSAGE`).
+_M = "m_"
+
+# One message row, if the conversation is the user's.
 _INSERT_MESSAGE = (
     insert(MessageRow)
     .from_select(
         [column.name for column in _MESSAGE_COLUMNS],
-        select(*(bindparam(column.name, type_=column.type) for column in _MESSAGE_COLUMNS)).where(
+        select(
+            *(bindparam(_M + column.name, type_=column.type) for column in _MESSAGE_COLUMNS)
+        ).where(
             exists().where(
-                col(ConversationRow.id) == bindparam("conversation_id"),
-                col(ConversationRow.user_id) == bindparam("user_id"),
+                col(ConversationRow.id) == bindparam(_M + "conversation_id"),
+                col(ConversationRow.user_id) == bindparam(_M + "user_id"),
             )
         ),
     )
@@ -109,6 +116,13 @@ _COUNT_MESSAGE = (
     )
 )
 
+# Both in one statement, without a transaction: a row back means stored and counted.
+_INSERTED = _INSERT_MESSAGE.cte("inserted")
+_STORE_MESSAGE = (
+    _COUNT_MESSAGE.where(exists(select(_INSERTED.c.id)))
+    .add_cte(_INSERTED)
+    .returning(col(ConversationRow.id))
+)
 
 _CONVERSATION_COLUMNS = inspect(ConversationRow).columns
 _SETTINGS = tuple(ChatSettings.model_fields)
@@ -156,18 +170,6 @@ _UPDATE_CONVERSATION = (
 )
 
 
-def filled(settings: ChatSettings, preferred: ChatSettings) -> ChatSettings:
-    """`settings` with the preferred model, system prompt and memory where it sets none."""
-    return settings.model_copy(
-        update={
-            "model": settings.model or preferred.model,
-            "system_prompt": settings.system_prompt or preferred.system_prompt,
-            # A conversation's own `False` turns memory off whatever the default.
-            "memory": preferred.memory if settings.memory is None else settings.memory,
-        }
-    )
-
-
 async def preferences_of(db: Database, user_id: str) -> Preferences:
     """The user's preferences (all None until set): one query."""
     row = (await db.execute(_PREFERENCES, {"user_id": user_id})).first()
@@ -178,11 +180,6 @@ async def preferences_of(db: Database, user_id: str) -> Preferences:
         default_system_prompt=row.default_system_prompt,
         default_memory=row.default_memory,
     )
-
-
-async def with_preferences(db: Database, user_id: str, settings: ChatSettings) -> ChatSettings:
-    """`settings` with the user's preferences filled in where it sets none."""
-    return filled(settings, (await preferences_of(db, user_id)).as_settings())
 
 
 def settings_columns(settings: ChatSettings) -> dict[str, Any]:
@@ -261,7 +258,6 @@ class Projection:
         settings: ChatSettings,
         created_at: datetime,
     ) -> None:
-        settings = await with_preferences(db, user_id, settings)
         await db.execute(
             _INSERT_CONVERSATION,
             {
@@ -283,27 +279,31 @@ class Projection:
     async def message_created(self, event: MessageCreated) -> bool:
         """Store a message and count it; False if it was already stored (or is foreign)."""
         row = message_columns(event)
+        inserted = {_M + name: value for name, value in row.items()}
+        counts = message_counts(event)
+        async with self._autocommit.connect() as db:
+            if await db.scalar(_STORE_MESSAGE, inserted | counts) is not None:
+                return True
+        # Nothing inserted: the message came before its conversation (events may be
+        # handled out of order), is stored already, or names another user's conversation.
         async with self._engine.begin() as db:
-            if await db.scalar(_INSERT_MESSAGE, row) is None:
-                owner = await db.scalar(_OWNER, {"conversation_id": event.conversation_id})
-                if owner is None:
-                    # Events may be handled out of order, so the message can arrive first.
-                    await self._insert_conversation(
-                        db,
-                        event.user_id,
-                        event.conversation_id,
-                        first_words(row["content"], self._title_max_chars),
-                        "message",
-                        ChatSettings(),
-                        event.created_at,
-                    )
-                elif owner != event.user_id:
-                    logger.warning("message %s names another user's conversation", event.message_id)
-                    return False
-                # The user's conversation is visible now: no row means it is stored already.
-                if await db.scalar(_INSERT_MESSAGE, row) is None:
-                    return False
-            await db.execute(_COUNT_MESSAGE, message_counts(event))
+            owner = await db.scalar(_OWNER, {"conversation_id": event.conversation_id})
+            if owner is None:
+                await self._insert_conversation(
+                    db,
+                    event.user_id,
+                    event.conversation_id,
+                    first_words(row["content"], self._title_max_chars),
+                    "message",
+                    (await preferences_of(db, event.user_id)).as_settings(),
+                    event.created_at,
+                )
+            elif owner != event.user_id:
+                logger.warning("message %s names another user's conversation", event.message_id)
+                return False
+            if await db.scalar(_INSERT_MESSAGE, inserted) is None:
+                return False  # stored already
+            await db.execute(_COUNT_MESSAGE, counts)
             return True
 
     async def conversation_updated(self, event: ConversationUpdated) -> None:
