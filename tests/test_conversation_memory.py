@@ -14,9 +14,11 @@ from chatbus_contracts.conversations import SearchMessages, SearchResults
 from chatbus_contracts.events import ConversationDeleted
 from chatbus_runtime.bus import publish_event
 from faststream.nats import NatsBroker
+from websockets.asyncio.client import connect
 
 from .eventbus import connected_bus, publish_conversation, publish_message
 from .stack import Stack, unique_user
+from .wsclient import read_turn, send
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +56,12 @@ async def test_default_memory_applies_to_new_conversations_and_their_own_setting
         opted_out = await api.post("/v1/conversations", json={"memory": False})
         assert opted_out.json()["settings"]["memory"] is False
         # A conversation a chat turn starts arrives as an event: the default applies too.
-        by_event = await publish_conversation(bus, user, "started by a turn")
+        headers = {"Authorization": f"Bearer {stack.token(user)}"}
+        async with connect(stack.ws_url, additional_headers=headers) as ws:
+            await send(ws, {"type": "chat.send", "id": "first", "content": "started by a turn"})
+            turn = await read_turn(ws)
+        assert turn.end is not None, turn.error
+        by_event = turn.accepted["conversation_id"]
 
         async def applied() -> bool:
             found = await api.get(f"/v1/conversations/{by_event}")
@@ -68,7 +75,7 @@ async def test_default_memory_applies_to_new_conversations_and_their_own_setting
         assert stored == {
             created.json()["id"]: True,
             opted_out.json()["id"]: False,
-            str(by_event): True,
+            by_event: True,
         }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from pydantic import BaseModel
 from .consumers import registered_specs, start_consumers, stop_consumers, trace_consumers
 from .deadletters import dead_letter_office, open_dead_letter_office
 from .redelivery import RedeliveryPolicy
+from .rpc import start_responders, stop_responders, trace_responders
 from .settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,7 @@ def create_broker(
     )
     open_dead_letter_office(broker, RedeliveryPolicy.from_settings(settings))
     trace_consumers(broker, tracer_provider)
+    trace_responders(broker, tracer_provider)
     _layouts[broker] = StreamLayout.from_settings(settings)
     return broker
 
@@ -207,7 +210,8 @@ async def declare_consumer(
 
 async def start_broker(broker: NatsBroker, *consumers: ConsumerSpec) -> None:
     """Connect, declare every stream and the durable consumers, then start handlers
-    (FastStream's subscribers, then the durable consumers of `chatbus_runtime.consumers`).
+    (FastStream's subscribers, the responders of `chatbus_runtime.rpc`, then the durable
+    consumers of `chatbus_runtime.consumers`).
 
     Declared: the given consumers and every one registered with `consume` or
     `consume_batches`. They get the delivery limit of the settings' redelivery policy,
@@ -225,12 +229,14 @@ async def start_broker(broker: NatsBroker, *consumers: ConsumerSpec) -> None:
         office.track(consumer, info.config.max_deliver or 0)
     await office.listen()
     await broker.start()
+    await start_responders(broker)
     await start_consumers(broker)
 
 
 async def stop_broker(broker: NatsBroker) -> None:
-    """Stop the durable consumers (their handlers finish first), then the broker."""
-    await stop_consumers(broker)
+    """Stop the durable consumers and the responders (what they handle finishes first),
+    then the broker."""
+    await asyncio.gather(stop_consumers(broker), stop_responders(broker))
     await broker.stop()
 
 

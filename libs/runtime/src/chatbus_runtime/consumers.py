@@ -25,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from chatbus_contracts.streams import ConsumerSpec
 from faststream.nats import NatsBroker
@@ -40,6 +38,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from .deadletters import dead_letter_office
 from .outages import hold_through_outage, is_transient
 from .redelivery import outages_of
+from .registry import BrokerRegistry, finish_in_time
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +108,7 @@ class DurableConsumer:
         Held messages are handed back at once (`hold_through_outage` sees the stop).
         """
         await self.stop_fetching()
-        if self._handling:
-            _, late = await asyncio.wait(set(self._handling), timeout=STOP_GRACE_SECONDS)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late)
+        await finish_in_time(self._handling, STOP_GRACE_SECONDS)
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             with contextlib.suppress(NatsError):
@@ -244,25 +238,12 @@ def _positions(messages: list[Msg]) -> str:
     return ", ".join(f"#{message.metadata.sequence.stream}" for message in messages)
 
 
-@dataclass
-class _Consumers:
-    tracer: trace.Tracer
-    all: list[DurableConsumer] = field(default_factory=list)
-
-
-_consumers: weakref.WeakKeyDictionary[NatsBroker, _Consumers] = weakref.WeakKeyDictionary()
+_consumers: BrokerRegistry[DurableConsumer] = BrokerRegistry("chatbus.consumers")
 
 
 def trace_consumers(broker: NatsBroker, tracer_provider: trace.TracerProvider) -> None:
     """Give the consumers of `broker` their tracer (`create_broker` does this once)."""
-    _consumers[broker] = _Consumers(tracer_provider.get_tracer("chatbus.consumers"))
-
-
-def _registry(broker: NatsBroker) -> _Consumers:
-    registry = _consumers.get(broker)
-    if registry is None:
-        registry = _consumers[broker] = _Consumers(trace.get_tracer("chatbus.consumers"))
-    return registry
+    _consumers.trace(broker, tracer_provider)
 
 
 def consume(
@@ -285,7 +266,7 @@ def consume(
     async def one(messages: list[Msg]) -> None:
         await handler(messages[0])
 
-    registry = _registry(broker)
+    registry = _consumers.of(broker)
     consumer = DurableConsumer(
         broker,
         spec,
@@ -307,7 +288,7 @@ def consume_batches(
     A fetch waits up to `FETCH_TIMEOUT_SECONDS` to fill its batch. The batch is acked,
     held or nak'ed as one.
     """
-    registry = _registry(broker)
+    registry = _consumers.of(broker)
     consumer = DurableConsumer(
         broker, spec, handler, tracer=registry.tracer, batch_size=batch_size, whole_batches=True
     )
@@ -317,15 +298,15 @@ def consume_batches(
 
 def registered_specs(broker: NatsBroker) -> list[ConsumerSpec]:
     """The durable consumers registered on `broker` (`start_broker` declares them)."""
-    return [consumer.spec for consumer in _registry(broker).all]
+    return [consumer.spec for consumer in _consumers.of(broker).all]
 
 
 async def start_consumers(broker: NatsBroker) -> None:
     """Start every consumer registered on `broker` (their specs declared already)."""
-    for consumer in _registry(broker).all:
+    for consumer in _consumers.of(broker).all:
         await consumer.start()
 
 
 async def stop_consumers(broker: NatsBroker) -> None:
     """Stop every consumer of `broker`, all at once."""
-    await asyncio.gather(*(consumer.stop() for consumer in _registry(broker).all))
+    await asyncio.gather(*(consumer.stop() for consumer in _consumers.of(broker).all))

@@ -40,6 +40,7 @@ from chatbus_contracts.streams import CONVERSATION_CONSUMER
 from chatbus_runtime.bus import create_broker, start_broker, stop_broker
 from chatbus_runtime.consumers import consume
 from chatbus_runtime.database import create_engine, upgrade_schema
+from chatbus_runtime.rpc import Handler, RequestT, replies_to
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
@@ -110,13 +111,23 @@ class ConversationService:
 
         consume(self.broker, CONVERSATION_CONSUMER, on_event, batch_size=16)
 
-    def _wire_queries(self) -> None:
-        broker, store, barrier, bucket = self.broker, self.store, self.barrier, self.preferences
-        # Without max_workers a subscriber answers one message of its subject at a time:
-        # one history query waiting for its events would hold up every other.
-        workers = self.settings.query_workers
+    def _answer(
+        self, subject: str, request_type: type[RequestT]
+    ) -> Callable[[Handler[RequestT]], Handler[RequestT]]:
+        # Several at once: one history query waiting for its events must not hold up the
+        # rest of its subject.
+        return replies_to(
+            self.broker,
+            subject,
+            request_type,
+            queue=QUEUE,
+            max_workers=self.settings.query_workers,
+        )
 
-        @broker.subscriber(subjects.CONVERSATION_QUERY_LIST, queue=QUEUE, max_workers=workers)
+    def _wire_queries(self) -> None:
+        store, barrier, bucket, answer = self.store, self.barrier, self.preferences, self._answer
+
+        @answer(subjects.CONVERSATION_QUERY_LIST, ListConversations)
         async def list_conversations(query: ListConversations) -> ConversationPage | Refused:
             # A client lists right after chat.end: show that turn (briefly bounded: a stuck
             # event must not make every list slow).
@@ -128,7 +139,7 @@ class ConversationService:
                     code="invalid_request", message="not a cursor of this list", field="cursor"
                 )
 
-        @broker.subscriber(subjects.CONVERSATION_QUERY_GET, queue=QUEUE, max_workers=workers)
+        @answer(subjects.CONVERSATION_QUERY_GET, GetConversation)
         async def get_conversation(query: GetConversation) -> ConversationFound:
             if query.include_messages:
                 # Read-your-writes: a client reloads the conversation right after chat.end.
@@ -143,7 +154,7 @@ class ConversationService:
                 )
             return ConversationFound(conversation=found)
 
-        @broker.subscriber(subjects.CONVERSATION_QUERY_HISTORY, queue=QUEUE, max_workers=workers)
+        @answer(subjects.CONVERSATION_QUERY_HISTORY, GetHistory)
         async def get_history(query: GetHistory) -> HistoryReply:
             if query.new_conversation:  # asked only when the bucket had no preferences
                 preferences = await store.preferences(query.user_id)
@@ -167,37 +178,36 @@ class ConversationService:
                 caught_up=caught_up,
             )
 
-        @broker.subscriber(subjects.CONVERSATION_QUERY_MESSAGE, queue=QUEUE, max_workers=workers)
+        @answer(subjects.CONVERSATION_QUERY_MESSAGE, GetMessage)
         async def get_message(query: GetMessage) -> MessageFound:
             caught_up = await barrier.wait()
             message = await store.message(query.user_id, query.message_id)
             return MessageFound(message=message, caught_up=caught_up)
 
-        @broker.subscriber(subjects.CONVERSATION_QUERY_SEARCH, queue=QUEUE, max_workers=workers)
+        @answer(subjects.CONVERSATION_QUERY_SEARCH, SearchMessages)
         async def search(query: SearchMessages) -> SearchResults:
             return await search_messages(self.engine, query)
 
-        @broker.subscriber(subjects.PREFERENCES_QUERY_GET, queue=QUEUE, max_workers=workers)
+        @answer(subjects.PREFERENCES_QUERY_GET, GetPreferences)
         async def get_preferences(query: GetPreferences) -> Preferences:
             return await store.preferences(query.user_id)
 
     def _wire_commands(self) -> None:
-        broker, commands = self.broker, self.commands
-        workers = self.settings.query_workers
+        commands, answer = self.commands, self._answer
 
-        @broker.subscriber(subjects.CONVERSATION_COMMAND_CREATE, queue=QUEUE, max_workers=workers)
+        @answer(subjects.CONVERSATION_COMMAND_CREATE, CreateConversation)
         async def create(command: CreateConversation) -> ConversationChanged:
             return await commands.create(command)
 
-        @broker.subscriber(subjects.CONVERSATION_COMMAND_UPDATE, queue=QUEUE, max_workers=workers)
+        @answer(subjects.CONVERSATION_COMMAND_UPDATE, UpdateConversation)
         async def update(command: UpdateConversation) -> ConversationChanged | Refused:
             return await commands.update(command)
 
-        @broker.subscriber(subjects.CONVERSATION_COMMAND_DELETE, queue=QUEUE, max_workers=workers)
+        @answer(subjects.CONVERSATION_COMMAND_DELETE, DeleteConversation)
         async def delete(command: DeleteConversation) -> ConversationRemoved | Refused:
             return await commands.delete(command)
 
-        @broker.subscriber(subjects.PREFERENCES_COMMAND_SET, queue=QUEUE, max_workers=workers)
+        @answer(subjects.PREFERENCES_COMMAND_SET, SetPreferences)
         async def set_preferences(command: SetPreferences) -> Preferences:
             return await commands.set_preferences(command.user_id, command.preferences)
 

@@ -24,6 +24,7 @@ from chatbus_runtime.bus import create_broker, start_broker, stop_broker
 from chatbus_runtime.consumers import consume, consume_batches
 from chatbus_runtime.database import create_engine, upgrade_schema
 from chatbus_runtime.pricing import install_price_overrides
+from chatbus_runtime.rpc import replies_to
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
@@ -79,11 +80,15 @@ class EmbeddingsService:
         # Several at once: a search query is not held up by a long embedding request.
         queue, workers = subjects.EMBEDDINGS_QUEUE, ANSWERS_AT_ONCE
 
-        @self.broker.subscriber(subjects.EMBEDDINGS_EMBED, queue=queue, max_workers=workers)
+        @replies_to(
+            self.broker, subjects.EMBEDDINGS_EMBED, EmbedTexts, queue=queue, max_workers=workers
+        )
         async def embed(request: EmbedTexts) -> EmbeddedTexts | EmbedRefused:
             return await answers.embed(request)
 
-        @self.broker.subscriber(subjects.EMBEDDINGS_SIMILAR, queue=queue, max_workers=workers)
+        @replies_to(
+            self.broker, subjects.EMBEDDINGS_SIMILAR, FindSimilar, queue=queue, max_workers=workers
+        )
         async def similar(query: FindSimilar) -> SimilarMessages:
             return await answers.similar(query)
 

@@ -29,6 +29,7 @@ from chatbus_contracts.queries import (
     GetConversation,
     ListConversations,
 )
+from chatbus_runtime import rpc
 from faststream.nats import NatsBroker
 from pydantic import ValidationError
 
@@ -51,11 +52,11 @@ class ConversationClient:
         self._timeout = timeout_seconds
 
     async def _ask(self, message: Model, subject: str, reply: type[ReplyT]) -> ReplyT:
-        response = await self._broker.request(message, subject, timeout=self._timeout)
+        body = await rpc.request(self._broker, subject, message, timeout_seconds=self._timeout)
         try:
-            return reply.model_validate_json(response.body)
+            return reply.model_validate_json(body)
         except ValidationError:
-            raise RefusedError(Refused.model_validate_json(response.body)) from None
+            raise RefusedError(Refused.model_validate_json(body)) from None
 
     async def get(
         self, user_id: str, conversation_id: UUID, *, include_messages: bool = True

@@ -17,6 +17,7 @@ from chatbus_contracts.embeddings import (
     FindSimilar,
     SimilarMessages,
 )
+from chatbus_runtime import rpc
 from faststream.nats import NatsBroker
 from pydantic import ValidationError
 
@@ -91,17 +92,17 @@ class EmbeddingsClient:
         )
 
     async def _embed_part(self, request: EmbedTexts) -> EmbeddedTexts:
-        response = await self._broker.request(
-            request, subjects.EMBEDDINGS_EMBED, timeout=self._timeout
+        reply = await rpc.request(
+            self._broker, subjects.EMBEDDINGS_EMBED, request, timeout_seconds=self._timeout
         )
         try:
-            return EmbeddedTexts.model_validate_json(response.body)
+            return EmbeddedTexts.model_validate_json(reply)
         except ValidationError:
-            raise EmbedRefusedError(EmbedRefused.model_validate_json(response.body)) from None
+            raise EmbedRefusedError(EmbedRefused.model_validate_json(reply)) from None
 
     async def similar(self, query: FindSimilar) -> SimilarMessages:
         """The user's messages nearest to the query."""
-        response = await self._broker.request(
-            query, subjects.EMBEDDINGS_SIMILAR, timeout=self._timeout
+        reply = await rpc.request(
+            self._broker, subjects.EMBEDDINGS_SIMILAR, query, timeout_seconds=self._timeout
         )
-        return SimilarMessages.model_validate_json(response.body)
+        return SimilarMessages.model_validate_json(reply)

@@ -7,6 +7,7 @@ from typing import Any
 from chatbus_contracts import subjects
 from chatbus_contracts.queries import ListModels, ModelList
 from chatbus_contracts.streams import ALL_STREAMS
+from chatbus_runtime import rpc
 from fastapi import APIRouter, status
 from nats.errors import Error as NatsError
 
@@ -20,12 +21,15 @@ router = APIRouter()
 async def list_models(user_id: CurrentUser, state: State) -> dict[str, Any]:
     """The model catalogue in the OpenAI list format (with chatbus's extra fields)."""
     try:
-        response = await state.broker.request(
-            ListModels(), subjects.MODELS_QUERY_LIST, timeout=state.settings.query_timeout_seconds
+        reply = await rpc.request(
+            state.broker,
+            subjects.MODELS_QUERY_LIST,
+            ListModels(),
+            timeout_seconds=state.settings.query_timeout_seconds,
         )
     except (NatsError, TimeoutError) as error:
         raise unavailable() from error
-    listing = ModelList.model_validate_json(response.body)
+    listing = ModelList.model_validate_json(reply)
     return {
         "object": "list",
         "default_model": listing.default_model,

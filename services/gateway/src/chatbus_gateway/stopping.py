@@ -17,6 +17,7 @@ from uuid import UUID
 from chatbus_contracts import subjects
 from chatbus_contracts.chunks import is_terminal
 from chatbus_contracts.commands import StopGeneration
+from chatbus_runtime import rpc
 from chatbus_runtime.chunks import last_chunk
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
@@ -43,7 +44,7 @@ class Stopper:
         command = StopGeneration(request_id=request_id, user_id=user_id)
         subject = subjects.chat_cancel_subject(request_id)
         try:
-            await self._broker.request(command, subject, timeout=self._timeout)
+            await rpc.request(self._broker, subject, command, timeout_seconds=self._timeout)
         except (NatsError, TimeoutError):
             pass  # no replica runs it (yet)
         else:

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from chatbus_contracts import subjects
 from chatbus_contracts.common import utc_now
 from chatbus_contracts.usage import UsageQuery, UsageSummary
+from chatbus_runtime import rpc
 from fastapi import APIRouter, Query, status
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
@@ -40,11 +41,11 @@ class UsageClient:
 
     async def summary(self, query: UsageQuery) -> UsageSummary:
         """The usage service's answer; `TimeoutError` or a NATS error if it gave none."""
-        response = await self._broker.request(
-            query, subjects.USAGE_QUERY_SUMMARY, timeout=self._timeout
+        reply = await rpc.request(
+            self._broker, subjects.USAGE_QUERY_SUMMARY, query, timeout_seconds=self._timeout
         )
         try:
-            return UsageSummary.model_validate_json(response.body)
+            return UsageSummary.model_validate_json(reply)
         except ValidationError as error:
             # Not a caller's mistake: the service failed to answer properly.
             logger.error("usage service answered something that is not a summary: %s", error)

@@ -14,6 +14,7 @@ from chatbus_runtime.consumers import consume
 from chatbus_runtime.deadletters import dead_letter_office
 from chatbus_runtime.handlers import CurrentMessage
 from chatbus_runtime.pricing import install_price_overrides
+from chatbus_runtime.rpc import replies_to
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -108,7 +109,7 @@ class InferenceService:
             if runner.stop(command.request_id, command.user_id) and msg.reply_to:
                 await broker.publish(StopAcknowledged(request_id=command.request_id), msg.reply_to)
 
-        @broker.subscriber(subjects.MODELS_QUERY_LIST, queue=subjects.INFERENCE_QUEUE)
+        @replies_to(broker, subjects.MODELS_QUERY_LIST, ListModels, queue=subjects.INFERENCE_QUEUE)
         async def list_models(query: ListModels) -> ModelList:
             return router.listing()
 

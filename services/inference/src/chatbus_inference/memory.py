@@ -16,6 +16,7 @@ from uuid import UUID
 
 from chatbus_contracts import subjects
 from chatbus_contracts.embeddings import FindSimilar, SimilarMessage, SimilarMessages
+from chatbus_runtime import rpc
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
 from pydantic import ValidationError
@@ -61,10 +62,13 @@ class Memory:
             exclude_conversation_id=conversation_id,
         )
         try:
-            response = await self.broker.request(
-                query, subjects.EMBEDDINGS_SIMILAR, timeout=self.timeout_seconds
+            reply = await rpc.request(
+                self.broker,
+                subjects.EMBEDDINGS_SIMILAR,
+                query,
+                timeout_seconds=self.timeout_seconds,
             )
-            hits = SimilarMessages.model_validate_json(response.body).hits
+            hits = SimilarMessages.model_validate_json(reply).hits
         except (TimeoutError, NatsError, ValidationError) as error:
             logger.warning("retrieval memory skipped for this turn: %s", error)
             return None

@@ -33,6 +33,7 @@ from chatbus_contracts.queries import (
     MessageFound,
     MessageView,
 )
+from chatbus_runtime import rpc
 from faststream.nats import NatsBroker
 
 from .memory import Memory, Recollection
@@ -142,10 +143,10 @@ async def stored_answer(
     when it is not found while the conversation service is behind the published events.
     """
     query = GetMessage(user_id=request.user_id, message_id=request.assistant_message_id)
-    response = await broker.request(
-        query, subjects.CONVERSATION_QUERY_MESSAGE, timeout=timeout_seconds
+    reply = await rpc.request(
+        broker, subjects.CONVERSATION_QUERY_MESSAGE, query, timeout_seconds=timeout_seconds
     )
-    found = MessageFound.model_validate_json(response.body)
+    found = MessageFound.model_validate_json(reply)
     if found.message is None and not found.caught_up:
         raise TimeoutError("the conversation service is behind the events")
     return found.message
@@ -161,10 +162,13 @@ async def _history(
         known = await preferences.get(request.user_id)
         if known is not None:
             return HistoryReply.new_conversation(known.as_settings())
-    response = await broker.request(
-        history_query(request), subjects.CONVERSATION_QUERY_HISTORY, timeout=timeout_seconds
+    reply = await rpc.request(
+        broker,
+        subjects.CONVERSATION_QUERY_HISTORY,
+        history_query(request),
+        timeout_seconds=timeout_seconds,
     )
-    return HistoryReply.model_validate_json(response.body)
+    return HistoryReply.model_validate_json(reply)
 
 
 def _plan_from_history(request: GenerateReply, reply: HistoryReply) -> TurnPlan:

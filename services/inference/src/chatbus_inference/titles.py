@@ -16,6 +16,7 @@ from chatbus_contracts import subjects
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import TITLE_MAX_CHARS, first_words
 from chatbus_contracts.conversations import UpdateConversation
+from chatbus_runtime import rpc
 from chatbus_runtime.bus import publish_event
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
@@ -66,11 +67,14 @@ class TitleWriter:
                 conversation_id=request.conversation_id,
                 generated_title=title,
             )
-            response = await self._broker.request(
-                command, subjects.CONVERSATION_COMMAND_UPDATE, timeout=self._timeout
+            reply = await rpc.request(
+                self._broker,
+                subjects.CONVERSATION_COMMAND_UPDATE,
+                command,
+                timeout_seconds=self._timeout,
             )
-            if b'"code"' in response.body:
-                logger.warning("title for %s refused: %s", request.conversation_id, response.body)
+            if b'"code"' in reply:
+                logger.warning("title for %s refused: %s", request.conversation_id, reply)
         except (ProviderError, NatsError, TimeoutError) as error:
             logger.warning("no title for %s: %s", request.conversation_id, error)
         except Exception:  # a title is never worth failing (and regenerating) a turn

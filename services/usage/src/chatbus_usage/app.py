@@ -12,6 +12,7 @@ from chatbus_contracts.usage import UsageQuery, UsageSummary
 from chatbus_runtime.bus import create_broker, start_broker, stop_broker
 from chatbus_runtime.consumers import consume
 from chatbus_runtime.database import create_engine, upgrade_schema
+from chatbus_runtime.rpc import replies_to
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from opentelemetry.sdk.trace import TracerProvider
@@ -46,7 +47,9 @@ class UsageService:
 
         consume(self.broker, USAGE_CONSUMER, on_usage_recorded, batch_size=16)
 
-        @self.broker.subscriber(subjects.USAGE_QUERY_SUMMARY, queue=subjects.USAGE_QUEUE)
+        @replies_to(
+            self.broker, subjects.USAGE_QUERY_SUMMARY, UsageQuery, queue=subjects.USAGE_QUEUE
+        )
         async def summary(query: UsageQuery) -> UsageSummary:
             return await summarise_usage(self.engine, query)
 
