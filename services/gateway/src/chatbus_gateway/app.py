@@ -22,7 +22,7 @@ from . import (
 )
 from .errors import install_error_handlers
 from .settings import GatewaySettings
-from .state import build_state, listen_for_chunks
+from .state import build_state, listen
 
 
 class GatewayApp(FastAPI):
@@ -48,7 +48,7 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await start_broker(state.broker)
-        await listen_for_chunks(state)
+        await listen(state)
         try:
             yield
         finally:
