@@ -12,6 +12,7 @@ from chatbus_contracts.common import Model
 from chatbus_runtime import rpc
 from chatbus_runtime.bus import start_broker
 from faststream.nats import NatsBroker
+from nats.errors import NoRespondersError
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -79,14 +80,19 @@ async def test_max_workers_answer_at_once(infra: Infra) -> None:
         await slow
 
 
-async def test_stopping_lets_an_answer_under_way_finish(infra: Infra) -> None:
+async def test_stopping_answers_what_was_received_and_then_nothing(infra: Infra) -> None:
     subject = f"test.rpc.{uuid4().hex}"
     async with broker_at(infra.nats_url, "asker") as asker, _answering(infra, subject) as answering:
         slow = asyncio.create_task(_ask(asker, subject, 9))
         await asyncio.sleep(0.1)
+        waiting = asyncio.create_task(_ask(asker, subject, 5))  # behind the slow one
+        await asyncio.sleep(0.1)
         stopping = asyncio.create_task(rpc.stop_responders(answering))
         assert await slow == Answer(double=18)
+        assert await waiting == Answer(double=10)
         await stopping
+        with pytest.raises(NoRespondersError):  # nobody answers any more
+            await _ask(asker, subject, 1)
 
 
 async def test_the_answer_is_part_of_the_askers_trace(infra: Infra) -> None:

@@ -87,11 +87,12 @@ class Responder(Generic[RequestT]):
         )
 
     async def stop(self) -> None:
-        """Take no more requests; let answers under way finish (`STOP_GRACE_SECONDS`)."""
+        """Take no more requests; answer those this process received already and let
+        answers under way finish (`STOP_GRACE_SECONDS` for each)."""
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
-            with contextlib.suppress(NatsError):
-                await subscription.unsubscribe()
+            with contextlib.suppress(NatsError, TimeoutError):
+                await asyncio.wait_for(subscription.drain(), STOP_GRACE_SECONDS)
         await finish_in_time(self._answering, STOP_GRACE_SECONDS)
 
     async def _received(self, message: Msg) -> None:
