@@ -92,7 +92,8 @@ class Responder(Generic[RequestT]):
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             with contextlib.suppress(NatsError, TimeoutError):
-                await asyncio.wait_for(subscription.drain(), STOP_GRACE_SECONDS)
+                drained = subscription.drain()  # type: ignore[no-untyped-call]
+                await asyncio.wait_for(drained, STOP_GRACE_SECONDS)
         await finish_in_time(self._answering, STOP_GRACE_SECONDS)
 
     async def _received(self, message: Msg) -> None:
