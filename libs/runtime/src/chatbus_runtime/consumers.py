@@ -1,8 +1,8 @@
 """Durable JetStream consumers, pulled with nats-py rather than through FastStream.
 
 Every durable consumer of chatbus (conversation's, usage's, embeddings', inference's
-requests) is a `DurableConsumer`; FastStream keeps the connection, publishing and the
-core-NATS request/reply subscribers. Measured in one process against nats-server from
+requests) is a `DurableConsumer` (request/reply is `chatbus_runtime.rpc`; FastStream
+keeps the connection and core publishes). Measured in one process against nats-server from
 the wheel (4,000 messages, a handler that does nothing): a FastStream pull subscriber
 with chatbus' middlewares took 0.28 to 0.37 ms of CPU per message, this loop 0.03 to 0.05 ms
 (docs/decisions.md). What a consumer does:
