@@ -2,10 +2,10 @@
 
 Every durable consumer of chatbus (conversation's, usage's, embeddings', inference's
 requests) is a `DurableConsumer` (request/reply is `chatbus_runtime.rpc`; FastStream
-keeps the connection and core publishes). Measured in one process against nats-server from
-the wheel (4,000 messages, a handler that does nothing): a FastStream pull subscriber
-with chatbus' middlewares took 0.28 to 0.37 ms of CPU per message, this loop 0.03 to 0.05 ms
-(docs/decisions.md). What a consumer does:
+keeps the connection, core publishes and inference's `chat.cancel.*`). Measured in one
+process against nats-server from the wheel (4,000 messages, a handler that does
+nothing): a FastStream pull subscriber with chatbus' middlewares took 0.28 to 0.37 ms of
+CPU per message, this loop 0.03 to 0.05 ms (docs/decisions.md). What a consumer does:
 
     fetch up to `batch_size` messages (waiting up to 5 s for the first)
     hand each to the handler (concurrently within one fetch), or the whole fetch to a

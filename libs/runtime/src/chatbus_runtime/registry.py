@@ -32,8 +32,10 @@ class BrokerRegistry(Generic[T]):
         )
 
     def trace(self, broker: NatsBroker, tracer_provider: trace.TracerProvider) -> None:
-        """Spans of `broker`'s handlers go to `tracer_provider` (`create_broker` does this)."""
-        self._by_broker[broker] = Registered(tracer_provider.get_tracer(self._tracer_name))
+        """Spans of the handlers registered on `broker` from now on go to `tracer_provider`
+        (`create_broker` calls this before anything is registered)."""
+        tracer = tracer_provider.get_tracer(self._tracer_name)
+        self._by_broker[broker] = Registered(tracer, self.of(broker).all)
 
     def of(self, broker: NatsBroker) -> Registered[T]:
         """What is registered on `broker` (with the global tracer if `trace` was not called)."""

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from faststream.nats import NatsBroker
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
@@ -33,7 +34,8 @@ from .registry import BrokerRegistry, finish_in_time
 
 logger = logging.getLogger(__name__)
 
-# Answers still running when the service stops get this long before they are cancelled.
+# At a stop: how long requests received already have to reach a handler, and then how
+# long the answers under way have before they are cancelled.
 STOP_GRACE_SECONDS = 5.0
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -78,28 +80,39 @@ class Responder(Generic[RequestT]):
         self._workers = asyncio.Semaphore(max_workers)
         self._tracer = tracer
         self._subscription: Subscription | None = None
+        self._connection: NatsClient | None = None
+        self._stopped = False
         self._answering: set[asyncio.Task[None]] = set()
 
     async def start(self, broker: NatsBroker) -> None:
         """Subscribe in the queue group."""
-        self._subscription = await broker.connection.subscribe(
+        self._connection = broker.connection
+        self._subscription = await self._connection.subscribe(
             self.subject, queue=self._queue, cb=self._received
         )
 
     async def stop(self) -> None:
-        """Take no more requests; answer those this process received already and let
-        answers under way finish (`STOP_GRACE_SECONDS` for each)."""
+        """Take no more requests; answer those this process received already, then let
+        the answers under way finish (`STOP_GRACE_SECONDS` for each step).
+
+        Requests still waiting when the first step runs out get no answer (their askers
+        time out).
+        """
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             with contextlib.suppress(NatsError, TimeoutError):
                 drained = subscription.drain()  # type: ignore[no-untyped-call]
                 await asyncio.wait_for(drained, STOP_GRACE_SECONDS)
+        self._stopped = True
         await finish_in_time(self._answering, STOP_GRACE_SECONDS)
 
     async def _received(self, message: Msg) -> None:
         # nats-py awaits this before handing over the subscription's next message: with
         # every worker busy, requests wait in the subscription (as with FastStream).
         await self._workers.acquire()
+        if self._stopped:  # a drain that ran out of time: nobody would wait for it
+            self._workers.release()
+            return
         task = asyncio.create_task(self._answer(message))
         self._answering.add(task)
         task.add_done_callback(self._finished)
@@ -114,20 +127,24 @@ class Responder(Generic[RequestT]):
             context=_PROPAGATOR.extract(message.headers or {}),
             kind=trace.SpanKind.SERVER,
             attributes={"messaging.system": "nats", "messaging.destination.name": self.subject},
-        ):
+        ) as span:
             try:
                 query = self._request_type.model_validate_json(message.data)
             except ValidationError as error:
                 logger.warning("%s: not a %s: %s", self.subject, self._request_type.__name__, error)
+                span.set_status(trace.StatusCode.ERROR, "not a valid request")
                 return
             try:
-                answer = await self._handler(query)
-            except Exception:
+                answer = (await self._handler(query)).model_dump_json().encode()
+            except Exception as error:
                 logger.exception("%s: no answer", self.subject)
+                span.record_exception(error)
+                span.set_status(trace.StatusCode.ERROR, type(error).__name__)
                 return
-            if message.reply:
+            if message.reply and self._connection is not None:
                 with contextlib.suppress(NatsError):  # the asker times out
-                    await message.respond(answer.model_dump_json().encode())
+                    # Not `message.respond`: it would send the request's headers back.
+                    await self._connection.publish(message.reply, answer)
 
 
 _responders: BrokerRegistry[Responder[Any]] = BrokerRegistry("chatbus.rpc")

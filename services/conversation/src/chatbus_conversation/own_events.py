@@ -5,6 +5,12 @@ EVENTS stream. It applies them for the case a command published but did not comm
 (the projection is idempotent and ordered by `revision`); an event whose change this
 process did commit is already in the table, so its consumer acks it without a
 statement. Other replicas apply it as usual (a no-op there too).
+
+The id is remembered once the commit returns. An idle consumer often gets the event
+back before that (the PubAck comes inside the transaction): it then applies it, which
+waits for the command's row lock and changes nothing, and the id stays until newer
+ones push it out. Under load, when the statements count, the consumer is behind and
+skips them.
 """
 
 from __future__ import annotations
