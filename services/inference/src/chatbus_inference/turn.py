@@ -440,28 +440,29 @@ class TurnRunner:
         recorded = usage_recorded(
             request, route.provider.name, model, usage, finish_reason, latency_ms
         )
-        await publish_event(
-            self._broker,
-            MessageCreated(
-                event_id=derived_id(request.request_id, subjects.MESSAGE_CREATED, "assistant"),
-                user_id=request.user_id,
-                message_id=request.assistant_message_id,
-                conversation_id=request.conversation_id,
-                request_id=request.request_id,
-                role="assistant",
-                content=content,
-                parent_id=plan.assistant_parent_id,
-                created_at=utc_now(),
-                model=model,
-                provider=route.provider.name,
-                usage=usage,
-                cost_usd=recorded.cost_usd,
-                finish_reason=finish_reason,
-                latency_ms=latency_ms,
-                context_message_ids=plan.context_message_ids,
-            ),
+        # Both at once: no consumer orders one after the other (a redelivery republishes
+        # both, deduplicated by their derived ids).
+        answer = MessageCreated(
+            event_id=derived_id(request.request_id, subjects.MESSAGE_CREATED, "assistant"),
+            user_id=request.user_id,
+            message_id=request.assistant_message_id,
+            conversation_id=request.conversation_id,
+            request_id=request.request_id,
+            role="assistant",
+            content=content,
+            parent_id=plan.assistant_parent_id,
+            created_at=utc_now(),
+            model=model,
+            provider=route.provider.name,
+            usage=usage,
+            cost_usd=recorded.cost_usd,
+            finish_reason=finish_reason,
+            latency_ms=latency_ms,
+            context_message_ids=plan.context_message_ids,
         )
-        await publish_event(self._broker, recorded)
+        await asyncio.gather(
+            publish_event(self._broker, answer), publish_event(self._broker, recorded)
+        )
         return recorded.cost_usd, latency_ms
 
     async def _complete(
