@@ -38,7 +38,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from .deadletters import dead_letter_office
 from .outages import hold_through_outage, is_transient
 from .redelivery import outages_of
-from .registry import BrokerRegistry, finish_in_time
+from .registry import BrokerRegistry, Workers
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +79,10 @@ class DurableConsumer:
         self._fetch_size = batch_size if max_workers == 1 else 1
         self._whole_batches = whole_batches
         self._manual_ack = manual_ack
-        self._workers = asyncio.Semaphore(max_workers)
+        self._workers = Workers(max_workers)
         self._stopping = asyncio.Event()
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._fetching: asyncio.Task[None] | None = None
-        self._handling: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Bind to the declared consumer and start fetching."""
@@ -108,7 +107,7 @@ class DurableConsumer:
         Held messages are handed back at once (`hold_through_outage` sees the stop).
         """
         await self.stop_fetching()
-        await finish_in_time(self._handling, STOP_GRACE_SECONDS)
+        await self._workers.finish(STOP_GRACE_SECONDS)
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             with contextlib.suppress(NatsError):
@@ -116,7 +115,7 @@ class DurableConsumer:
 
     async def _fetch_loop(self) -> None:
         while not self._stopping.is_set():
-            await self._workers.acquire()
+            await self._workers.reserve()
             try:
                 messages = await self._fetch()
             except BaseException:
@@ -125,13 +124,7 @@ class DurableConsumer:
             if not messages:
                 self._workers.release()
                 continue
-            task = asyncio.create_task(self._handle_fetched(messages))
-            self._handling.add(task)
-            task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._handling.discard(task)
-        self._workers.release()
+            self._workers.run(self._handle_fetched(messages))
 
     async def _fetch(self) -> list[Msg]:
         assert self._subscription is not None

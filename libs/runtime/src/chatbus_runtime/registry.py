@@ -1,12 +1,13 @@
 """What a service registers on its broker before it starts (durable consumers, responders),
-and how their handlers get to finish when it stops."""
+and the workers their handlers run on."""
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from faststream.nats import NatsBroker
 from opentelemetry import trace
@@ -46,12 +47,37 @@ class BrokerRegistry(Generic[T]):
         return registered
 
 
-async def finish_in_time(tasks: set[asyncio.Task[None]], seconds: float) -> None:
-    """Let the handlers in `tasks` finish within `seconds`, then cancel what is left."""
-    if not tasks:
-        return
-    _, late = await asyncio.wait(set(tasks), timeout=seconds)
-    for task in late:
-        task.cancel()
-    if late:
-        await asyncio.wait(late)
+class Workers:
+    """Up to `size` handler tasks at once; at a stop, waited for and then cancelled."""
+
+    def __init__(self, size: int) -> None:
+        self._free = asyncio.Semaphore(size)
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def reserve(self) -> None:
+        """Wait for a free worker (`run` or `release` hands it back)."""
+        await self._free.acquire()
+
+    def release(self) -> None:
+        """Hand back a reserved worker that runs nothing."""
+        self._free.release()
+
+    def run(self, handling: Coroutine[Any, Any, None]) -> None:
+        """Run `handling` on the reserved worker; the worker is free again when it ends."""
+        task = asyncio.create_task(handling)
+        self._running.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._free.release()
+
+    async def finish(self, seconds: float) -> None:
+        """Let the running handlers finish within `seconds`, then cancel what is left."""
+        if not self._running:
+            return
+        _, late = await asyncio.wait(set(self._running), timeout=seconds)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)

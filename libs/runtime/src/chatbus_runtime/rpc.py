@@ -30,7 +30,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import BaseModel, ValidationError
 
-from .registry import BrokerRegistry, finish_in_time
+from .registry import BrokerRegistry, Workers
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +77,11 @@ class Responder(Generic[RequestT]):
         self._request_type = request_type
         self._handler = handler
         self._queue = queue
-        self._workers = asyncio.Semaphore(max_workers)
+        self._workers = Workers(max_workers)
         self._tracer = tracer
         self._subscription: Subscription | None = None
         self._connection: NatsClient | None = None
         self._stopped = False
-        self._answering: set[asyncio.Task[None]] = set()
 
     async def start(self, broker: NatsBroker) -> None:
         """Subscribe in the queue group."""
@@ -104,22 +103,16 @@ class Responder(Generic[RequestT]):
                 drained = subscription.drain()  # type: ignore[no-untyped-call]
                 await asyncio.wait_for(drained, STOP_GRACE_SECONDS)
         self._stopped = True
-        await finish_in_time(self._answering, STOP_GRACE_SECONDS)
+        await self._workers.finish(STOP_GRACE_SECONDS)
 
     async def _received(self, message: Msg) -> None:
         # nats-py awaits this before handing over the subscription's next message: with
         # every worker busy, requests wait in the subscription (as with FastStream).
-        await self._workers.acquire()
+        await self._workers.reserve()
         if self._stopped:  # a drain that ran out of time: nobody would wait for it
             self._workers.release()
             return
-        task = asyncio.create_task(self._answer(message))
-        self._answering.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._answering.discard(task)
-        self._workers.release()
+        self._workers.run(self._answer(message))
 
     async def _answer(self, message: Msg) -> None:
         with self._tracer.start_as_current_span(
