@@ -39,7 +39,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from chatbus_contracts import subjects
@@ -349,17 +349,13 @@ class TurnRunner:
                 ),
             )
         events.append(
-            MessageCreated(
-                event_id=derived_id(request.request_id, subjects.MESSAGE_CREATED, "user"),
-                user_id=request.user_id,
-                message_id=request.user_message_id,
-                conversation_id=request.conversation_id,
-                request_id=request.request_id,
-                role="user",
-                content=request.content,
+            _message_created(
+                request,
+                "user",
+                request.content,
                 parent_id=plan.user_parent_id,
                 created_at=request.accepted_at,
-            ),
+            )
         )
         # Consumers apply events in any order (a message may create its conversation).
         await asyncio.gather(*(publish_event(self._broker, event) for event in events))
@@ -442,14 +438,10 @@ class TurnRunner:
         )
         # Both at once: no consumer orders one after the other (a redelivery republishes
         # both, deduplicated by their derived ids).
-        answer = MessageCreated(
-            event_id=derived_id(request.request_id, subjects.MESSAGE_CREATED, "assistant"),
-            user_id=request.user_id,
-            message_id=request.assistant_message_id,
-            conversation_id=request.conversation_id,
-            request_id=request.request_id,
-            role="assistant",
-            content=content,
+        answer = _message_created(
+            request,
+            "assistant",
+            content,
             parent_id=plan.assistant_parent_id,
             created_at=utc_now(),
             model=model,
@@ -565,6 +557,30 @@ class TurnRunner:
 
 
 ResultT = TypeVar("ResultT")
+
+
+def _message_created(
+    request: GenerateReply,
+    role: Literal["user", "assistant"],
+    content: str,
+    **fields: Any,
+) -> MessageCreated:
+    """The `message.created` of the turn's question or answer (`fields`: the rest of it).
+
+    Its id is derived from the request and the role, so a redelivered turn's republish
+    is a duplicate.
+    """
+    message_id = request.user_message_id if role == "user" else request.assistant_message_id
+    return MessageCreated(
+        event_id=derived_id(request.request_id, subjects.MESSAGE_CREATED, role),
+        user_id=request.user_id,
+        message_id=message_id,
+        conversation_id=request.conversation_id,
+        request_id=request.request_id,
+        role=role,
+        content=content,
+        **fields,
+    )
 
 
 def _result(outcome: ResultT | BaseException) -> ResultT:
