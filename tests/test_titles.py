@@ -76,6 +76,7 @@ async def test_a_generated_title_is_applied_billed_and_never_overrides_a_rename(
 
         await stack.wait_for(billed)
     finally:
+        await provider.aclose()
         await broker.stop()
 
 

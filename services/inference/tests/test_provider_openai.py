@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx2
 import pytest
+from aiohttp import web
 from chatbus_emulator.state import EmulatorState
 from chatbus_inference.providers.base import (
     CompletionRequest,
@@ -25,21 +27,35 @@ _ONLY_USAGE = (
 )
 
 
-def _mock(
-    answer: Callable[[httpx2.Request], httpx2.Response], **options: Any
-) -> httpx2.AsyncClient:
-    """An HTTP client whose every request `answer` answers (no network)."""
-    return httpx2.AsyncClient(transport=httpx2.MockTransport(answer), **options)
+@asynccontextmanager
+async def _upstream(
+    answer: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """An HTTP server on a free port whose every request `answer` answers: its base URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture
-def env(emulator: tuple[EmulatorState, str]) -> tuple[EmulatorState, OpenAIProvider]:
+async def env(
+    emulator: tuple[EmulatorState, str],
+) -> AsyncIterator[tuple[EmulatorState, OpenAIProvider]]:
     state, url = emulator
     state.reset()
     client = AsyncOpenAI(
         api_key="sk-test", base_url=f"{url}/v1", organization="org-test", max_retries=0
     )
-    return state, OpenAIProvider(client)
+    provider = OpenAIProvider(client)
+    yield state, provider
+    await provider.aclose()
 
 
 def _request(**fields: Any) -> CompletionRequest:
@@ -76,36 +92,65 @@ async def test_streams_text_then_usage_and_sends_the_sdk_request(
     assert record.headers["user-agent"].startswith("AsyncOpenAI/Python")
 
 
+async def _collect_from(base_url: str, api_key: str = "x") -> tuple[list[Any], Any]:
+    client = AsyncOpenAI(api_key=api_key, base_url=f"{base_url}/v1", max_retries=0)
+    provider = OpenAIProvider(client)
+    try:
+        return await collect(provider, _request())
+    finally:
+        await provider.aclose()
+
+
 async def test_the_key_goes_as_a_bearer_token() -> None:
     """(The emulator keeps no credentials in its request log.)"""
-    seen: list[httpx2.Request] = []
+    seen: list[web.Request] = []
 
-    def answer(request: httpx2.Request) -> httpx2.Response:
+    async def answer(request: web.Request) -> web.Response:
         seen.append(request)
-        return httpx2.Response(200, content=_ONLY_USAGE)
+        return web.Response(body=_ONLY_USAGE, content_type="text/event-stream")
 
-    client = AsyncOpenAI(api_key="sk-secret", base_url="http://upstream/v1", max_retries=0)
-    events, error = await collect(OpenAIProvider(client, _mock(answer)), _request())
+    async with _upstream(answer) as url:
+        events, error = await _collect_from(url, api_key="sk-secret")
     assert error is None and isinstance(events[-1], Finished)
     (request,) = seen
-    assert str(request.url) == "http://upstream/v1/chat/completions"
+    assert (request.method, request.path) == ("POST", "/v1/chat/completions")
     assert request.headers["authorization"] == "Bearer sk-secret"
 
 
 async def test_a_redirect_is_followed_as_the_sdk_follows_it() -> None:
-    seen: list[str] = []
+    seen: list[tuple[str, str, bytes]] = []
 
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        seen.append(str(request.url))
-        if request.url.path.startswith("/v1/"):
-            return httpx2.Response(307, headers={"location": "http://upstream/v2/chat/completions"})
-        return httpx2.Response(200, content=_ONLY_USAGE)
+    async def answer(request: web.Request) -> web.Response:
+        seen.append((request.method, request.path, await request.read()))
+        if request.path.startswith("/v1/"):
+            raise web.HTTPTemporaryRedirect("/v2/chat/completions")
+        return web.Response(body=_ONLY_USAGE, content_type="text/event-stream")
 
-    client = AsyncOpenAI(api_key="x", base_url="http://upstream/v1", max_retries=0)
-    provider = OpenAIProvider(client, _mock(answer))
-    events, error = await collect(provider, _request())
+    async with _upstream(answer) as url:
+        events, error = await _collect_from(url)
     assert error is None and isinstance(events[-1], Finished)
-    assert seen == ["http://upstream/v1/chat/completions", "http://upstream/v2/chat/completions"]
+    assert [path for _, path, _ in seen] == ["/v1/chat/completions", "/v2/chat/completions"]
+    (first_method, _, first_body), (method, _, body) = seen
+    assert method == first_method == "POST" and body == first_body != b""
+
+
+async def test_an_answer_in_pieces_is_read_line_by_line() -> None:
+    """SSE lines split across reads, `\\r\\n` endings and one line longer than a read."""
+    text = "x" * 200_000
+    chunk = json.dumps({"choices": [{"delta": {"content": text}}], "usage": None}).encode()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for piece in (b"data: " + chunk[:10], chunk[10:] + b"\r\n\r", b"\n" + _ONLY_USAGE):
+            await response.write(piece)
+        await response.write_eof()
+        return response
+
+    async with _upstream(answer) as url:
+        events, error = await _collect_from(url)
+    assert error is None
+    assert "".join(texts(events)) == text and isinstance(events[-1], Finished)
 
 
 async def test_tool_calls_arrive_whole_on_finished(
@@ -157,8 +202,7 @@ async def test_other_statuses_map_to_stable_codes(
 
 async def test_a_400_about_the_context_is_context_too_long() -> None:
     body = b'{"error": {"message": "maximum context length is 8192 tokens", "code": null}}'
-    response = httpx2.Response(400, content=body, request=httpx2.Request("POST", "http://x"))
-    error = await _status_error(response)
+    error = _status_error(400, {}, body)
     assert (error.code, error.retryable) == ("context_too_long", False)
 
 
@@ -194,5 +238,7 @@ async def test_malformed_chunk_is_a_provider_error(
 
 async def test_connection_refused_is_provider_unavailable() -> None:
     client = AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9/v1", max_retries=0)
-    _, error = await failed(OpenAIProvider(client), _request())
+    provider = OpenAIProvider(client)
+    _, error = await failed(provider, _request())
+    await provider.aclose()
     assert error.code == "provider_unavailable" and error.retryable

@@ -129,6 +129,7 @@ class InferenceService:
         await self._requests.stop_fetching()
         await self.runner.drain(self.settings.drain_seconds)
         await self._requests.stop()
+        await self.router.aclose()
         for msg in self._handed_back:
             with contextlib.suppress(NatsError):
                 await msg.nak()  # at once: another replica runs it again

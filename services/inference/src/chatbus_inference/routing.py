@@ -8,7 +8,7 @@ from chatbus_contracts.errors import ErrorCode
 from chatbus_contracts.queries import ModelList
 
 from .catalogue import Catalogue
-from .providers.base import ChatProvider, ProviderError
+from .providers.base import ChatProvider, PooledProvider, ProviderError
 
 # Preferred default model per configured provider, in this order.
 _DEFAULTS = (("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku"), ("gemini", "gemini-flash"))
@@ -43,6 +43,12 @@ class ProviderRouter:
         self._demo_only = set(providers) == {"demo"}
         fallback = next((m for p, m in _DEFAULTS if p in providers), "demo")
         self.default_model = "demo" if self._demo_only else default_model or fallback
+
+    async def aclose(self) -> None:
+        """Close the connections the adapters pool."""
+        for provider in self._providers.values():
+            if isinstance(provider, PooledProvider):
+                await provider.aclose()
 
     def routes(self, model: str | None, provider: str | None = None) -> list[Route]:
         """The primary route, then every fallback whose provider is configured."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from chatbus_contracts.commands import ToolCall
 from chatbus_contracts.common import FinishReason, TokenUsage
@@ -88,4 +88,13 @@ class ChatProvider(Protocol):
 
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Stream the completion; raise `ProviderError` on an upstream failure."""
+        ...
+
+
+@runtime_checkable
+class PooledProvider(Protocol):
+    """An adapter that holds connections of its own, closed when the service stops."""
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
         ...
