@@ -9,7 +9,10 @@ nothing is counted twice):
   inference is removed in the same compare-and-set (see `chatbus_contracts.budgets`).
 
 A crash between the ledger commit and these updates undercounts that one call; the
-ledger itself stays exact.
+ledger itself stays exact. Usage is most often the only writer of these entries (inference
+writes a budget state only to reserve for a user with a budget), so each is updated on
+the revision this replica last wrote (`RevisionCache`), without reading it first; a
+write refused because another replica or inference changed it reads and tries again.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from chatbus_contracts.events import UsageRecorded
 from chatbus_contracts.limits import tokens_day_key
 from chatbus_contracts.streams import BUDGETS, RATE_LIMITS
 from chatbus_runtime.bus import Bucket
-from chatbus_runtime.kvcas import add_to_counter, compare_and_set
+from chatbus_runtime.kvcas import RevisionCache, add_to_counter, compare_and_set
 from faststream.nats import NatsBroker
 
 
@@ -32,6 +35,8 @@ class Tallies:
     def __init__(self, broker: NatsBroker) -> None:
         self._rate_limits = Bucket(broker, RATE_LIMITS)
         self._budgets = Bucket(broker, BUDGETS)
+        self._counters = RevisionCache()
+        self._budget_states = RevisionCache()
 
     async def add(self, event: UsageRecorded) -> None:
         """Count one newly billed call."""
@@ -39,7 +44,8 @@ class Tallies:
         tokens = event.usage.prompt_tokens + event.usage.completion_tokens
         if tokens:
             key = tokens_day_key(event.user_id, occurred.date())
-            await add_to_counter(await self._rate_limits.kv(), key, tokens)
+            kv = await self._rate_limits.kv()
+            await add_to_counter(kv, key, tokens, cache=self._counters)
         await self._settle(event, month_of(occurred))
 
     async def _settle(self, event: UsageRecorded, month: str) -> None:
@@ -53,4 +59,4 @@ class Tallies:
             return state.settled(turn, cost).model_dump_json().encode(), None
 
         key = budget_state_key(event.user_id, month)
-        await compare_and_set(await self._budgets.kv(), key, settle)
+        await compare_and_set(await self._budgets.kv(), key, settle, cache=self._budget_states)
