@@ -134,6 +134,24 @@ async def test_a_redirect_is_followed_as_the_sdk_follows_it() -> None:
     assert method == first_method == "POST" and body == first_body != b""
 
 
+async def test_the_proxy_of_http_proxy_carries_the_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    targets: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        targets.append(str(request.url))
+        return web.Response(body=_ONLY_USAGE, content_type="text/event-stream")
+
+    async with _upstream(proxy) as proxy_url:
+        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        events, error = await _collect_from("http://upstream.invalid")
+    assert error is None and isinstance(events[-1], Finished)
+    assert targets == ["http://upstream.invalid/v1/chat/completions"]
+
+
 async def test_an_answer_in_pieces_is_read_line_by_line() -> None:
     """SSE lines split across reads, `\\r\\n` endings and one line longer than a read."""
     text = "x" * 200_000

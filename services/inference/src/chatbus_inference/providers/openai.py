@@ -8,7 +8,9 @@ parsed with `json.loads`. Measured against the emulator, the SDK's request build
 the first byte and ~1.2 ms of CPU to every call, and its typed chunk objects ~0.2 ms to
 every token; the SDK's HTTP library (`httpx2`) still took ~0.64 ms of CPU for a call of
 eight chunks, aiohttp (C parser) ~0.21 ms. TLS trusts what the SDK's client trusts
-(`httpx2.create_ssl_context`); proxies come from `HTTP(S)_PROXY` as with the SDK.
+(`httpx2.create_ssl_context`); the proxy comes from `HTTP(S)_PROXY` and `NO_PROXY` as
+with the SDK, looked up once (aiohttp's `trust_env` would look it and `.netrc` up in a
+thread for every request).
 Status codes map to errors as the SDK's exception classes did (`_status_error`).
 """
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -140,6 +144,14 @@ def _status_error(status: int, headers: Mapping[str, str], raw_body: bytes) -> P
     return error
 
 
+def _env_proxy(url: str) -> str | None:
+    """The proxy that `HTTP_PROXY`/`HTTPS_PROXY` name for `url`, unless `NO_PROXY` exempts it."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 async def _lines(body: aiohttp.StreamReader) -> AsyncIterator[str]:
     """The body's lines as they arrive, of any length (`\\n` or `\\r\\n` ended)."""
     pending = b""
@@ -195,6 +207,7 @@ class OpenAIProvider:
         if client.project:
             headers["OpenAI-Project"] = client.project
         self._headers = headers
+        self._proxy = _env_proxy(self._url)
         self._http: aiohttp.ClientSession | None = None
         self._http_loop: asyncio.AbstractEventLoop | None = None
 
@@ -207,7 +220,6 @@ class OpenAIProvider:
                 # As the SDK configures its client: 5 s to connect, 600 s per read.
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=600.0),
                 connector=aiohttp.TCPConnector(limit=1000, ssl=httpx2.create_ssl_context()),
-                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY
             )
         return self._http
 
@@ -227,6 +239,7 @@ class OpenAIProvider:
                 self._url,
                 data=_request_body(request),
                 headers=self._headers,
+                proxy=self._proxy,
                 allow_redirects=True,  # as the SDK's client does
             ) as response:
                 if response.status >= 300:
