@@ -11,6 +11,7 @@ class ConversationSettings(ServiceSettings):
 
     migrate_on_start: bool = True
     history_wait_seconds: float = 5.0
-    query_workers: int = Field(default=32, ge=1, description="Queries answered at once.")
     """How long a history query waits for earlier events to be stored (read-your-writes)."""
+    query_workers: int = Field(default=32, ge=1, description="Queries answered at once.")
+    """Queries and commands answered at once, per subject; the database pool holds as many."""
     title_max_chars: int = 60
