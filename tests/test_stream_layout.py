@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from chatbus_cli.embedded import EmbeddedNats
 from chatbus_contracts import subjects
-from chatbus_contracts.streams import ALL_BUCKETS, ALL_STREAMS, CHAT_REQUESTS, CHAT_TURNS, EVENTS
+from chatbus_contracts.chunks import DeltaChunk
+from chatbus_contracts.streams import (
+    ALL_BUCKETS,
+    ALL_STREAMS,
+    CHAT_CHUNKS,
+    CHAT_REQUESTS,
+    CHAT_TURNS,
+    EVENTS,
+)
 from chatbus_runtime.bus import Bucket, declare_buckets, declare_streams
+from chatbus_runtime.chunks import last_chunk
 from nats.js import api
 
 from .eventbus import broker_at
@@ -53,3 +63,22 @@ async def test_buckets_answer_direct_gets_even_when_made_without(own_nats: Embed
         turns = Bucket(broker, CHAT_TURNS)
         assert await turns.value("turn") == b"kept"
         assert await turns.value("missing") is None
+
+
+async def test_chunks_answer_direct_gets_even_when_declared_without(
+    own_nats: EmbeddedNats,
+) -> None:
+    async with broker_at(own_nats.url) as broker:
+        js = broker.connection.jetstream()
+        # As an older chatbus declared it: no direct gets.
+        await js.add_stream(name=CHAT_CHUNKS.name, subjects=list(CHAT_CHUNKS.subjects))
+        await declare_streams(broker, (CHAT_CHUNKS,))
+        assert (await js.stream_info(CHAT_CHUNKS.name)).config.allow_direct
+        request_id = uuid.uuid4()
+        subject = subjects.chat_chunks_subject("gw1", request_id)
+        chunk = DeltaChunk(request_id=request_id, seq=1, text="hi")
+        await js.publish(subject, chunk.model_dump_json().encode())
+        assert await last_chunk(broker, subject) == chunk  # a direct get
+        wildcard = subjects.chat_chunks_request_wildcard(request_id)
+        assert await last_chunk(broker, wildcard) == chunk  # through the JetStream API
+        assert await last_chunk(broker, subjects.chat_chunks_subject("gw1", uuid.uuid4())) is None

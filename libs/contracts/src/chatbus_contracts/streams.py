@@ -31,6 +31,9 @@ class StreamSpec:
     storage: Storage = "file"
     duplicate_window_seconds: float = 2 * MINUTE
     description: str = ""
+    # Messages can be read with direct gets: answered without the JetStream API's JSON
+    # envelope and base64 (the last chunk of a request is read before every turn).
+    allow_direct: bool = False
 
 
 CHAT_REQUESTS = StreamSpec(
@@ -49,6 +52,7 @@ CHAT_CHUNKS = StreamSpec(
     # Chunks are published with core NATS; dedupe is not used for them.
     duplicate_window_seconds=0,
     description="Reply chunks kept for a few minutes so a reconnecting client can resume.",
+    allow_direct=True,
 )
 
 EVENTS = StreamSpec(

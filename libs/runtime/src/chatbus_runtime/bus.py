@@ -72,6 +72,7 @@ class StreamLayout:
             max_age=spec.max_age_seconds,
             duplicate_window=window,
             num_replicas=self.replicas,
+            allow_direct=spec.allow_direct,
         )
 
 

@@ -92,11 +92,13 @@ async def last_chunk(broker: NatsBroker, subject: str) -> ReplyChunk | None:
     """The newest chunk stored on `subject`, or None if there is none.
 
     `subject` is a request's own chunk subject, or `chat_chunks_request_wildcard` for a
-    request whichever gateway accepted it. One direct lookup, whatever the stream holds.
+    request whichever gateway accepted it. One lookup, whatever the stream holds: a
+    direct get for a request's own subject (a wildcard cannot be one).
     """
     js = broker.connection.jetstream()
+    direct = not any(token in ("*", ">") for token in subject.split("."))
     try:
-        stored = await js.get_last_msg(CHAT_CHUNKS.name, subject)
+        stored = await js.get_last_msg(CHAT_CHUNKS.name, subject, direct=direct)
     except NotFoundError:
         return None
     return REPLY_CHUNK_ADAPTER.validate_json(stored.data or b"")
