@@ -111,18 +111,31 @@ async def test_a_turn_is_one_trace_across_the_services(stack: Stack) -> None:
         await send(ws, {"type": "chat.send", "id": "traced", "content": "trace me"})
         turn = await read_turn(ws)
     assert turn.end is not None
-    await asyncio.sleep(1.0)  # let the consumers finish their spans
-    spans = stack.spans.get_finished_spans()
-    root = next(
-        s
-        for s in spans
-        if s.name == "chat.turn" and s.attributes and s.attributes.get("chatbus.user_id") == user
-    )
-    trace_id = root.context.trace_id
-    names = {s.name for s in spans if s.context.trace_id == trace_id}
-    assert any("chat.requests" in name for name in names), names
-    assert any("message.created" in name and "process" in name for name in names), names
-    assert any("usage.recorded" in name and "process" in name for name in names), names
+    names: set[str] = set()
+
+    async def traced() -> bool:  # the consumers end their spans after chat.end
+        spans = stack.spans.get_finished_spans()
+        root = next(
+            s
+            for s in spans
+            if s.name == "chat.turn"
+            and s.attributes
+            and s.attributes.get("chatbus.user_id") == user
+        )
+        names.update(s.name for s in spans if s.context.trace_id == root.context.trace_id)
+        return all(
+            any(all(part in name for part in parts) for name in names)
+            for parts in (
+                ("chat.requests",),
+                ("message.created", "process"),
+                ("usage.recorded", "process"),
+            )
+        )
+
+    try:
+        await stack.wait_for(traced, within_seconds=10)
+    except AssertionError:
+        raise AssertionError(f"spans of the turn's trace: {sorted(names)}") from None
 
 
 async def test_the_question_is_stored_while_a_slow_first_token_is_awaited(stack: Stack) -> None:
