@@ -13,6 +13,7 @@ from chatbus_contracts.common import Model
 from chatbus_runtime import rpc
 from chatbus_runtime.bus import start_broker
 from faststream.nats import NatsBroker
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -82,7 +83,7 @@ async def _ask(broker: NatsBroker, subject: str, n: int) -> Answer:
     return Answer.model_validate_json(reply)
 
 
-async def test_an_answer_comes_back_and_a_bad_request_gets_none(infra: Infra) -> None:
+async def test_an_answer_comes_back_and_a_bad_request_an_error_at_once(infra: Infra) -> None:
     subject = f"test.rpc.{uuid4().hex}"
     async with _answering(infra, subject) as broker:
         assert await _ask(broker, subject, 21) == Answer(double=42)
@@ -90,9 +91,22 @@ async def test_an_answer_comes_back_and_a_bad_request_gets_none(infra: Infra) ->
             subject, b'{"n": 2}', timeout=5, headers={"traceparent": TRACEPARENT}
         )
         assert reply.data == b'{"double":4}' and not reply.headers  # no headers echoed
-        with pytest.raises(TimeoutError):
-            await broker.connection.request(subject, b'{"n": "many"}', timeout=0.5)
+        reply = await broker.connection.request(subject, b'{"n": "many"}', timeout=5)
+        assert reply.headers == {
+            rpc.ERROR_CODE_HEADER: "400",
+            rpc.ERROR_HEADER: "not a Ask",
+        }
         assert await _ask(broker, subject, 4) == Answer(double=8)  # still answering
+
+
+async def test_a_failed_answer_is_an_error_for_the_asker_at_once(infra: Infra) -> None:
+    subject = f"test.rpc.{uuid4().hex}"
+    async with _answering(infra, subject) as broker:
+        with pytest.raises(rpc.NoAnswer) as failed:
+            await asyncio.wait_for(_ask(broker, subject, 13), 2)  # its timeout is 5 s
+        assert (failed.value.code, failed.value.description) == ("500", "ValueError")
+        assert isinstance(failed.value, NatsError)  # what askers catch already
+        assert await _ask(broker, subject, 4) == Answer(double=8)
 
 
 async def test_max_workers_answer_at_once(infra: Infra) -> None:
@@ -134,8 +148,8 @@ async def test_the_answer_is_part_of_the_askers_trace(infra: Infra) -> None:
     async with _answering(infra, subject, provider) as broker:
         with trace.get_tracer("test", tracer_provider=provider).start_as_current_span("ask") as ask:
             await _ask(broker, subject, 1)
-            with pytest.raises(TimeoutError):
-                await rpc.request(broker, subject, Ask(n=13), timeout_seconds=0.5)
+            with pytest.raises(rpc.NoAnswer):
+                await rpc.request(broker, subject, Ask(n=13), timeout_seconds=5)
     answered, failed = [span for span in spans.get_finished_spans() if span.name != "ask"]
     assert answered.name == failed.name == f"{subject} process"
     assert answered.context.trace_id == failed.context.trace_id == ask.get_span_context().trace_id

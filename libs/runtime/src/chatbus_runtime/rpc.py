@@ -4,8 +4,10 @@
 subject in a queue group, from `start_broker` until `stop_broker`. Bodies are the JSON
 of the contracts' models, the trace context travels in the headers, and each answer
 runs in a `<subject> process` span (as FastStream names it). A request that is not the
-expected model, or whose handler raises, gets no reply: the asker times out, as it did
-with FastStream.
+expected model, or whose handler raises, is answered at once with an error in the
+headers NATS services use (`Nats-Service-Error-Code`: 400 or 500, and
+`Nats-Service-Error`), which `request` raises as `NoAnswer`: the asker fails now instead
+of waiting for its timeout.
 
 Why not FastStream's subscribers and `broker.request`: measured with py-spy at a steady
 40 turns/s, FastStream's decoding, dependency injection and middlewares took ~1 ms of
@@ -43,20 +45,37 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 RequestT = TypeVar("RequestT", bound=BaseModel)
 Handler = Callable[[RequestT], Awaitable[BaseModel]]
 
+ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+ERROR_HEADER = "Nats-Service-Error"
+
+
+class NoAnswer(NatsError):
+    """The responder could not answer: the request was not valid (400) or its handler
+    failed (500). A NATS error, so askers treat it as they treat a responder they could
+    not reach."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(f"{code} {description}")
+        self.code = code
+        self.description = description
+
 
 async def request(
     broker: NatsBroker, subject: str, body: BaseModel, *, timeout_seconds: float
 ) -> bytes:
     """Send `body` to whoever answers `subject`; the reply's body.
 
-    Raises `TimeoutError` without an answer in time, a NATS error (`NoRespondersError`
-    among them) when it cannot be asked.
+    Raises `TimeoutError` without an answer in time, a NATS error when it cannot be
+    asked (`NoRespondersError`) or the responder could not answer (`NoAnswer`).
     """
     headers = {"content-type": "application/json"}
     _PROPAGATOR.inject(headers)
     reply = await broker.connection.request(
         subject, body.model_dump_json().encode(), timeout=timeout_seconds, headers=headers
     )
+    code = (reply.headers or {}).get(ERROR_CODE_HEADER)
+    if code is not None:
+        raise NoAnswer(code, (reply.headers or {}).get(ERROR_HEADER, ""))
     return reply.data
 
 
@@ -126,6 +145,9 @@ class Responder(Generic[RequestT]):
             except ValidationError as error:
                 logger.warning("%s: not a %s: %s", self.subject, self._request_type.__name__, error)
                 span.set_status(trace.StatusCode.ERROR, "not a valid request")
+                await self._reply(
+                    message, b"", _error("400", f"not a {self._request_type.__name__}")
+                )
                 return
             try:
                 answer = (await self._handler(query)).model_dump_json().encode()
@@ -133,11 +155,22 @@ class Responder(Generic[RequestT]):
                 logger.exception("%s: no answer", self.subject)
                 span.record_exception(error)
                 span.set_status(trace.StatusCode.ERROR, type(error).__name__)
+                await self._reply(message, b"", _error("500", type(error).__name__))
                 return
-            if message.reply and self._connection is not None:
-                with contextlib.suppress(NatsError):  # the asker times out
-                    # Not `message.respond`: it would send the request's headers back.
-                    await self._connection.publish(message.reply, answer)
+            await self._reply(message, answer)
+
+    async def _reply(
+        self, message: Msg, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        if message.reply and self._connection is not None:
+            with contextlib.suppress(NatsError):  # the asker times out
+                # Not `message.respond`: it would send the request's headers back.
+                await self._connection.publish(message.reply, body, headers=headers)
+
+
+def _error(code: str, description: str) -> dict[str, str]:
+    """The headers of an error reply (the description names no internals)."""
+    return {ERROR_CODE_HEADER: code, ERROR_HEADER: description}
 
 
 _responders: BrokerRegistry[Responder[Any]] = BrokerRegistry("chatbus.rpc")
