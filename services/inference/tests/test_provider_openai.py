@@ -254,6 +254,16 @@ async def test_malformed_chunk_is_a_provider_error(
     assert error.code == "provider_error"
 
 
+async def test_a_chunk_that_is_not_utf8_is_a_provider_error() -> None:
+    async def answer(request: web.Request) -> web.Response:
+        body = b'data: {"choices": [{"delta": {"content": "\xff"}}]}\n\n' + _ONLY_USAGE
+        return web.Response(body=body, content_type="text/event-stream")
+
+    async with _upstream(answer) as url:
+        _, error = await _collect_from(url)
+    assert error is not None and error.code == "provider_error"
+
+
 async def test_connection_refused_is_provider_unavailable() -> None:
     client = AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9/v1", max_retries=0)
     provider = OpenAIProvider(client)

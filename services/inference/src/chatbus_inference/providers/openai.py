@@ -152,36 +152,40 @@ def _env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
-async def _lines(body: aiohttp.StreamReader) -> AsyncIterator[str]:
-    """The body's lines as they arrive, of any length (`\\n` or `\\r\\n` ended)."""
+async def _chunks(body: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    """The JSON chunks of an SSE body as they arrive, up to `[DONE]`; an error event raises.
+
+    Lines may end in `\\n` or `\\r\\n` and be of any length (split across reads, or longer
+    than one). The body is read to its end even after `[DONE]`, so the connection goes
+    back to the pool for the next turn instead of being closed (a new TLS handshake per
+    turn).
+    """
     pending = b""
+    done = False
     async for data in body.iter_any():
         *lines, pending = (pending + data).split(b"\n")
         for line in lines:
-            yield line.rstrip(b"\r").decode()
-    if pending:
-        yield pending.rstrip(b"\r").decode()
-
-
-async def _chunks(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
-    """The JSON chunks of an SSE stream, up to `[DONE]`; an error event raises.
-
-    The body is read to its end even after `[DONE]`, so the connection goes back to the
-    pool for the next turn instead of being closed (a new TLS handshake per turn).
-    """
-    done = False
-    async for line in lines:
-        if done or not line.startswith("data:"):
-            continue  # after [DONE], blank separators, comments, `event:` lines
-        data = line[5:].strip()
-        if data == "[DONE]":
-            done = True
-            continue
-        chunk: dict[str, Any] = json.loads(data)
-        if chunk.get("error"):
-            message = str(chunk["error"].get("message") or chunk["error"])
-            raise ProviderError("provider_error", message, retryable=True)
+            if done or not line.startswith(b"data:"):
+                continue  # after [DONE], blank separators, comments, `event:` lines
+            chunk = _chunk(line)
+            if chunk is None:
+                done = True
+            else:
+                yield chunk
+    if pending.startswith(b"data:") and not done and (chunk := _chunk(pending)) is not None:
         yield chunk
+
+
+def _chunk(line: bytes) -> dict[str, Any] | None:
+    """The JSON of one `data:` line; None for `[DONE]`."""
+    data = line[5:].strip()
+    if data == b"[DONE]":
+        return None
+    chunk: dict[str, Any] = json.loads(data)
+    if chunk.get("error"):
+        message = str(chunk["error"].get("message") or chunk["error"])
+        raise ProviderError("provider_error", message, retryable=True)
+    return chunk
 
 
 class OpenAIProvider:
@@ -244,7 +248,7 @@ class OpenAIProvider:
             ) as response:
                 if response.status >= 300:
                     raise _status_error(response.status, response.headers, await response.read())
-                async for chunk in _chunks(_lines(response.content)):
+                async for chunk in _chunks(response.content):
                     model = chunk.get("model") or model
                     if chunk.get("usage"):
                         usage = _usage(chunk["usage"])
@@ -258,7 +262,7 @@ class OpenAIProvider:
                             finish_reason = _FINISH_REASONS.get(choice["finish_reason"], "stop")
         except aiohttp.ClientError as error:  # refused, timed out, or broken mid-stream
             raise ProviderError("provider_unavailable", str(error), retryable=True) from error
-        except json.JSONDecodeError as error:
+        except ValueError as error:  # not JSON, or not UTF-8
             raise ProviderError("provider_error", f"malformed chunk: {error}", True) from error
         if usage is None:
             raise ProviderError("provider_error", "the stream ended without usage", retryable=True)
