@@ -128,6 +128,26 @@ async def test_a_live_relay_that_keeps_flowing_never_reads_the_stream() -> None:
     assert relayed == [1, 2]
 
 
+async def test_a_live_relay_slower_in_all_than_the_stall_bound_never_reads_the_stream() -> None:
+    queue: ChunkQueue = asyncio.Queue()
+
+    async def provider() -> None:  # a chunk every 20 ms for 0.3 s; the bound is 0.1 s
+        for seq in range(1, 16):
+            await asyncio.sleep(0.02)
+            queue.put_nowait(_delta(seq))
+        queue.put_nowait(_end(16, 1))
+
+    def no_stream() -> AsyncIterator[ReplyChunk]:
+        raise AssertionError("the stream was read")
+
+    producing = asyncio.create_task(provider())
+    relayed = [
+        chunk.seq async for chunk in in_order(live_chunks(queue, no_stream, stall_seconds=0.1))
+    ]
+    await producing
+    assert relayed == list(range(1, 17))
+
+
 async def test_after_a_reconnect_the_relay_goes_on_from_the_stream_though_chunks_flow() -> None:
     # Chunk 3 was published while the subscription was away; 4 and 5 came live after it.
     queue: ChunkQueue = asyncio.Queue()

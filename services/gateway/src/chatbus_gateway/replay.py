@@ -23,6 +23,7 @@ from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER, ReplyChunk, RestartChu
 from chatbus_contracts.streams import CHAT_CHUNKS
 from chatbus_runtime.chunks import last_chunk
 from chatbus_runtime.outages import is_transient
+from chatbus_runtime.overdue import Overdue
 from faststream.nats import NatsBroker
 from nats.js.api import DeliverPolicy
 
@@ -87,15 +88,24 @@ async def live_chunks(
     the start, which also follows new chunks; `in_order` drops what was relayed already.
     A slow provider only costs that one stream read.
     """
-    while True:
-        try:
-            async with asyncio.timeout(stall_seconds):  # no task per chunk, as wait_for
+    loop = asyncio.get_running_loop()
+    overdue = Overdue()  # one timer for the relay, not one per chunk
+    try:
+        while True:
+            overdue.awaiting(loop.time() + stall_seconds)
+            try:
                 item = await queue.get()
-        except TimeoutError:
-            break
-        if isinstance(item, Reconnected):
-            break
-        yield item
+            except asyncio.CancelledError:
+                if not overdue.ours():
+                    raise
+                break
+            finally:
+                overdue.arrived()
+            if isinstance(item, Reconnected):
+                break
+            yield item
+    finally:
+        overdue.close()
     async for chunk in stored():
         yield chunk
 

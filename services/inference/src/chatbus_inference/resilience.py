@@ -16,6 +16,8 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from chatbus_runtime.overdue import Overdue
+
 from .providers.base import ChatProvider, CompletionRequest, ProviderError, StreamEvent, TextDelta
 
 logger = logging.getLogger(__name__)
@@ -56,58 +58,6 @@ def retry_after_seconds(error: BaseException) -> float | None:
         return None  # an HTTP date; fall back to our own backoff
 
 
-class _Overdue:
-    """Cancels the reading task when the event it awaits is overdue.
-
-    What `asyncio.timeout` around each `anext` did, with one timer per stream that is
-    moved only when it fires early: a timeout per event (a timer made and cancelled per
-    token) was ~8% of inference's CPU at 200 streams.
-    """
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-        self._due: float | None = None  # while an event is awaited
-        self._timer: asyncio.TimerHandle | None = None
-        self._cancelling = 0
-        self.fired = False
-
-    def awaiting(self, due: float) -> None:
-        """An event is awaited from now until `due` (loop time)."""
-        self._due = due
-        self._cancelling = self._task.cancelling()
-        if self._timer is not None and self._timer.when() <= due:
-            return  # it fires early and moves itself
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self._loop.call_at(due, self._check)
-
-    def arrived(self) -> None:
-        """The awaited event came (or the wait ended otherwise)."""
-        self._due = None
-
-    def ours(self) -> bool:
-        """Whether the `CancelledError` just raised is this deadline's, not an outside one."""
-        return self.fired and self._task.uncancel() <= self._cancelling
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _check(self) -> None:
-        self._timer = None
-        if self._due is None:
-            return  # nothing awaited; the next wait arms it again
-        if self._loop.time() < self._due:
-            self._timer = self._loop.call_at(self._due, self._check)
-            return
-        self.fired = True
-        self._task.cancel()
-
-
 async def guarded(
     events: AsyncIterator[StreamEvent], timeouts: StreamTimeouts
 ) -> AsyncIterator[StreamEvent]:
@@ -119,7 +69,7 @@ async def guarded(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeouts.total_seconds
     first = True
-    overdue = _Overdue()
+    overdue = Overdue()
     try:
         while True:
             limit = timeouts.first_token_seconds if first else timeouts.idle_seconds
