@@ -24,12 +24,12 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import BaseModel
 
 from .consumers import registered_specs, start_consumers, stop_consumers, trace_consumers
 from .deadletters import dead_letter_office, open_dead_letter_office
 from .redelivery import RedeliveryPolicy
+from .registry import TRACE_CONTEXT
 from .rpc import start_responders, stop_responders, trace_responders
 from .settings import ServiceSettings
 
@@ -37,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 # A JetStream publish waits this long for its PubAck before it counts as failed.
 PUBLISH_TIMEOUT_SECONDS = 5.0
-_TRACE_CONTEXT = TraceContextTextMapPropagator()
-
 _RETENTION = {
     "limits": api.RetentionPolicy.LIMITS,
     "workqueue": api.RetentionPolicy.WORK_QUEUE,
@@ -274,7 +272,7 @@ async def publish_to_stream(
     ~0.085 ms more CPU and ~0.1 ms more time per publish (measured, docs/decisions.md).
     """
     headers = dict(headers)
-    _TRACE_CONTEXT.inject(headers)
+    TRACE_CONTEXT.inject(headers)
     js = broker.connection.jetstream()
     return await js.publish(
         subject,

@@ -33,12 +33,11 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.client import JetStreamContext
 from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .deadletters import dead_letter_office
 from .outages import hold_through_outage, is_transient
 from .redelivery import outages_of
-from .registry import BrokerRegistry, Workers
+from .registry import BrokerRegistry, Workers, handling_span
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +51,6 @@ STOP_GRACE_SECONDS = 5.0
 Handler = Callable[[Msg], Awaitable[None]]
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]
 _Call = Callable[[list[Msg]], Awaitable[None]]
-
-_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class DurableConsumer:
@@ -169,13 +166,12 @@ class DurableConsumer:
     async def _deliver(self, messages: list[Msg]) -> None:
         """Handle `messages` (one, or a batch handed over whole) and settle them."""
         first = messages[0]
-        with self._tracer.start_as_current_span(
-            f"{first.subject} process",  # as FastStream names it
-            context=_PROPAGATOR.extract(first.headers or {}),
-            kind=trace.SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.destination.name": first.subject,
+        with handling_span(
+            self._tracer,
+            first.subject,
+            first.headers,
+            trace.SpanKind.CONSUMER,
+            {
                 "messaging.consumer.group.name": self.name,
                 "messaging.batch.message_count": len(messages),
             },

@@ -1,18 +1,23 @@
 """What a service registers on its broker before it starts (durable consumers, responders),
-and the workers their handlers run on."""
+the workers their handlers run on, and the span each handling runs in."""
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from faststream.nats import NatsBroker
 from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 T = TypeVar("T")
+
+# The W3C trace context in NATS headers (`traceparent`), as FastStream carries it.
+TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 
 @dataclass
@@ -81,3 +86,24 @@ class Workers:
             task.cancel()
         if late:
             await asyncio.wait(late)
+
+
+def handling_span(
+    tracer: trace.Tracer,
+    subject: str,
+    headers: Mapping[str, str] | None,
+    kind: trace.SpanKind,
+    attributes: Mapping[str, str | int] | None = None,
+) -> AbstractContextManager[trace.Span]:
+    """The `<subject> process` span (as FastStream names it) a handler runs in, a child of
+    the trace context in the message's `headers`."""
+    return tracer.start_as_current_span(
+        f"{subject} process",
+        context=TRACE_CONTEXT.extract(headers or {}),
+        kind=kind,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.destination.name": subject,
+            **(attributes or {}),
+        },
+    )

@@ -29,18 +29,15 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import BaseModel, ValidationError
 
-from .registry import BrokerRegistry, Workers
+from .registry import TRACE_CONTEXT, BrokerRegistry, Workers, handling_span
 
 logger = logging.getLogger(__name__)
 
 # At a stop: how long requests received already have to reach a handler, and then how
 # long the answers under way have before they are cancelled.
 STOP_GRACE_SECONDS = 5.0
-
-_PROPAGATOR = TraceContextTextMapPropagator()
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 Handler = Callable[[RequestT], Awaitable[BaseModel]]
@@ -69,13 +66,13 @@ async def request(
     asked (`NoRespondersError`) or the responder could not answer (`NoAnswer`).
     """
     headers = {"content-type": "application/json"}
-    _PROPAGATOR.inject(headers)
+    TRACE_CONTEXT.inject(headers)
     reply = await broker.connection.request(
         subject, body.model_dump_json().encode(), timeout=timeout_seconds, headers=headers
     )
-    code = (reply.headers or {}).get(ERROR_CODE_HEADER)
-    if code is not None:
-        raise NoAnswer(code, (reply.headers or {}).get(ERROR_HEADER, ""))
+    answered = reply.headers or {}
+    if ERROR_CODE_HEADER in answered:
+        raise NoAnswer(answered[ERROR_CODE_HEADER], answered.get(ERROR_HEADER, ""))
     return reply.data
 
 
@@ -134,11 +131,8 @@ class Responder(Generic[RequestT]):
         self._workers.run(self._answer(message))
 
     async def _answer(self, message: Msg) -> None:
-        with self._tracer.start_as_current_span(
-            f"{self.subject} process",
-            context=_PROPAGATOR.extract(message.headers or {}),
-            kind=trace.SpanKind.SERVER,
-            attributes={"messaging.system": "nats", "messaging.destination.name": self.subject},
+        with handling_span(
+            self._tracer, self.subject, message.headers, trace.SpanKind.SERVER
         ) as span:
             try:
                 query = self._request_type.model_validate_json(message.data)
