@@ -3,33 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from types import TracebackType
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Overdue:
-    """Cancels the task that made it when what it awaits is overdue.
+    """Bounds each of a task's awaits, one after another, with one timer.
 
-    For a loop that awaits one item after another, each within a bound: what
-    `asyncio.timeout` around each await does, with one timer that is moved only when it
-    fires early. Each `asyncio.timeout` makes and cancels a timer: per relayed chunk that
-    was ~8% of inference's CPU and ~13% of the gateway's at 200 streams.
+    What `asyncio.timeout` around each await does, with a timer that is moved only when
+    it fires early. Each `asyncio.timeout` makes and cancels a timer: per relayed chunk
+    that was ~8% of inference's CPU and ~13% of the gateway's at 200 streams.
 
-        overdue = Overdue()
-        try:
+        with Overdue() as overdue:
             while ...:
-                overdue.awaiting(loop.time() + bound)
                 try:
-                    item = await next_item()
-                except asyncio.CancelledError:
-                    if not overdue.ours():
-                        raise            # cancelled from outside
-                    ...                  # overdue
-                finally:
-                    overdue.arrived()
-        finally:
-            overdue.close()
+                    item = await overdue.wait(next_item(), loop.time() + bound)
+                except TimeoutError:
+                    ...
 
-    Only the time spent awaiting counts: a timer that fires while nothing is awaited
-    does nothing, and the next `awaiting` arms it again.
+    Only the time spent in `wait` counts: a timer that fires while nothing is awaited
+    does nothing, and the next `wait` arms it again. Made in the task that awaits.
     """
 
     def __init__(self) -> None:
@@ -37,13 +33,41 @@ class Overdue:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
-        self._due: float | None = None  # while an event is awaited
+        self._due: float | None = None  # while `wait` awaits
         self._timer: asyncio.TimerHandle | None = None
         self._cancelling = 0
-        self.fired = False
+        self._fired = False
 
-    def awaiting(self, due: float) -> None:
-        """An event is awaited from now until `due` (loop time)."""
+    def __enter__(self) -> Overdue:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def wait(self, awaitable: Awaitable[T], due: float) -> T:
+        """`awaitable`'s result; `TimeoutError` if it is not there by `due` (loop time).
+
+        A cancel from outside stays a `CancelledError`.
+        """
+        self._arm(due)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if self._fired and self._task.uncancel() <= self._cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._due = None
+            self._fired = False
+
+    def _arm(self, due: float) -> None:
         self._due = due
         self._cancelling = self._task.cancelling()
         if self._timer is not None and self._timer.when() <= due:
@@ -52,20 +76,6 @@ class Overdue:
             self._timer.cancel()
         self._timer = self._loop.call_at(due, self._check)
 
-    def arrived(self) -> None:
-        """The awaited event came (or the wait ended otherwise)."""
-        self._due = None
-
-    def ours(self) -> bool:
-        """Whether the `CancelledError` just raised is this deadline's, not an outside one."""
-        return self.fired and self._task.uncancel() <= self._cancelling
-
-    def close(self) -> None:
-        """Stop the timer (the loop is done)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def _check(self) -> None:
         self._timer = None
         if self._due is None:
@@ -73,5 +83,5 @@ class Overdue:
         if self._loop.time() < self._due:
             self._timer = self._loop.call_at(self._due, self._check)
             return
-        self.fired = True
+        self._fired = True
         self._task.cancel()

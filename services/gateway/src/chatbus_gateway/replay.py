@@ -89,23 +89,15 @@ async def live_chunks(
     A slow provider only costs that one stream read.
     """
     loop = asyncio.get_running_loop()
-    overdue = Overdue()  # one timer for the relay, not one per chunk
-    try:
+    with Overdue() as overdue:  # one timer for the relay, not one per chunk
         while True:
-            overdue.awaiting(loop.time() + stall_seconds)
             try:
-                item = await queue.get()
-            except asyncio.CancelledError:
-                if not overdue.ours():
-                    raise
+                item = await overdue.wait(queue.get(), loop.time() + stall_seconds)
+            except TimeoutError:
                 break
-            finally:
-                overdue.arrived()
             if isinstance(item, Reconnected):
                 break
             yield item
-    finally:
-        overdue.close()
     async for chunk in stored():
         yield chunk
 

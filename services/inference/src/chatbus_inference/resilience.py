@@ -69,31 +69,25 @@ async def guarded(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeouts.total_seconds
     first = True
-    overdue = Overdue()
     try:
-        while True:
-            limit = timeouts.first_token_seconds if first else timeouts.idle_seconds
-            now = loop.time()
-            wait = min(limit, deadline - now)
-            overdue.awaiting(now + wait)
-            try:
-                event = await anext(events)
-            except StopAsyncIteration:
-                return
-            except asyncio.CancelledError as error:
-                if not overdue.ours():
-                    raise
-                what = "first token" if first else "next token"
-                raise ProviderError(
-                    "provider_timeout", f"no {what} within {wait:.1f}s", retryable=first
-                ) from error
-            finally:
-                overdue.arrived()
-            if isinstance(event, TextDelta):
-                first = False
-            yield event
+        with Overdue() as overdue:
+            while True:
+                limit = timeouts.first_token_seconds if first else timeouts.idle_seconds
+                now = loop.time()
+                wait = min(limit, deadline - now)
+                try:
+                    event = await overdue.wait(anext(events), now + wait)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as error:
+                    what = "first token" if first else "next token"
+                    raise ProviderError(
+                        "provider_timeout", f"no {what} within {wait:.1f}s", retryable=first
+                    ) from error
+                if isinstance(event, TextDelta):
+                    first = False
+                yield event
     finally:
-        overdue.close()
         with contextlib.suppress(Exception):
             await events.aclose()  # type: ignore[attr-defined]
 
