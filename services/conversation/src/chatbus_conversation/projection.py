@@ -301,10 +301,8 @@ class Projection:
             elif owner != event.user_id:
                 logger.warning("message %s names another user's conversation", event.message_id)
                 return False
-            if await db.scalar(_INSERT_MESSAGE, inserted) is None:
-                return False  # stored already
-            await db.execute(_COUNT_MESSAGE, counts)
-            return True
+            # The user's conversation is visible now: nothing stored means stored already.
+            return await db.scalar(_STORE_MESSAGE, inserted | counts) is not None
 
     async def conversation_updated(self, event: ConversationUpdated) -> None:
         """Take the event's state if it is newer than the stored one."""
