@@ -55,6 +55,11 @@ class RevisionCache:
         self._entries.pop(key, None)
 
 
+# Another writer got there first (`create` reads the key after a refusal, which may be
+# gone again by then).
+_LOST_RACE = (KeyWrongLastSequenceError, KeyNotFoundError)
+
+
 async def _write(kv: KeyValue, key: str, new: bytes, revision: int | None) -> int:
     """Create (no entry yet) or update on `revision`; the new revision."""
     if revision is None:
@@ -86,14 +91,13 @@ async def compare_and_set(
     refused by the server, but a decision not to write is not, so that one is made again
     on a fresh read.
     """
-    remembered = cache.get(key) if cache is not None else None
-    if remembered is not None and cache is not None:
+    if cache is not None and (remembered := cache.get(key)) is not None:
         new, result = change(remembered[0])
         if new is not None:
             try:
                 cache.put(key, new, await _write(kv, key, new, remembered[1]))
                 return result
-            except (KeyWrongLastSequenceError, KeyNotFoundError):
+            except _LOST_RACE:
                 pass
         cache.forget(key)
     for attempt in range(attempts):
@@ -105,7 +109,7 @@ async def compare_and_set(
             return result
         try:
             written = await _write(kv, key, new, revision)
-        except KeyWrongLastSequenceError:
+        except _LOST_RACE:
             await asyncio.sleep(random.uniform(0, _BACKOFF_SECONDS * (attempt + 1)))
             continue
         if cache is not None:
@@ -128,8 +132,5 @@ async def add_to_counter(
 
 async def read_counter(kv: KeyValue, key: str) -> int:
     """An integer entry's value (missing = 0)."""
-    try:
-        entry = await kv.get(key)
-    except KeyNotFoundError:
-        return 0
-    return int(entry.value or b"0")
+    value, _ = await _read(kv, key)
+    return int(value or b"0")
