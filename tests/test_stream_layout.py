@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 
 import pytest
 from chatbus_cli.embedded import EmbeddedNats
@@ -17,7 +18,7 @@ from chatbus_contracts.streams import (
     CHAT_TURNS,
     EVENTS,
 )
-from chatbus_runtime.bus import Bucket, declare_buckets, declare_streams
+from chatbus_runtime.bus import Bucket, StreamLayout, declare_buckets, declare_streams
 from chatbus_runtime.chunks import last_chunk
 from nats.js import api
 
@@ -79,6 +80,19 @@ async def test_chunks_answer_direct_gets_even_when_declared_without(
         chunk = DeltaChunk(request_id=request_id, seq=1, text="hi")
         await js.publish(subject, chunk.model_dump_json().encode())
         assert await last_chunk(broker, subject) == chunk  # a direct get
+        # An older chatbus starting now declares it without again: still read, by the API.
+        await js.update_stream(
+            replace((await js.stream_info(CHAT_CHUNKS.name)).config, allow_direct=False)
+        )
+        assert await last_chunk(broker, subject) == chunk
         wildcard = subjects.chat_chunks_request_wildcard(request_id)
         assert await last_chunk(broker, wildcard) == chunk  # through the JetStream API
         assert await last_chunk(broker, subjects.chat_chunks_subject("gw1", uuid.uuid4())) is None
+
+
+def test_a_replicated_stream_answers_no_direct_gets() -> None:
+    """Every replica would answer them, a follower possibly behind the terminal chunk."""
+    assert StreamLayout(replicas=1).direct_gets(CHAT_CHUNKS)
+    assert not StreamLayout(replicas=3).direct_gets(CHAT_CHUNKS)
+    assert not StreamLayout(replicas=3).stream_config(CHAT_CHUNKS).allow_direct
+    assert not StreamLayout(replicas=1).direct_gets(EVENTS)  # its contract asks for none

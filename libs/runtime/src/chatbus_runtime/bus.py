@@ -70,8 +70,13 @@ class StreamLayout:
             max_age=spec.max_age_seconds,
             duplicate_window=window,
             num_replicas=self.replicas,
-            allow_direct=spec.allow_direct,
+            allow_direct=self.direct_gets(spec),
         )
+
+    def direct_gets(self, spec: StreamSpec) -> bool:
+        """Whether the stream answers direct gets: if its contract asks and it has one
+        replica (every replica answers them, a follower possibly a moment behind)."""
+        return spec.allow_direct and self.replicas == 1
 
 
 # The layout each broker declares with (set by `create_broker`).
@@ -109,6 +114,11 @@ def create_broker(
     trace_responders(broker, tracer_provider)
     _layouts[broker] = StreamLayout.from_settings(settings)
     return broker
+
+
+def direct_gets(broker: NatsBroker, spec: StreamSpec) -> bool:
+    """Whether `broker` reads the stream of `spec` with direct gets (`StreamLayout`)."""
+    return _layouts.get(broker, StreamLayout()).direct_gets(spec)
 
 
 async def declare_streams(broker: NatsBroker, specs: tuple[StreamSpec, ...] = ALL_STREAMS) -> None:

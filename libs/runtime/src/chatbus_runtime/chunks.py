@@ -14,6 +14,7 @@ the stream's acknowledgement, so no turn can end with a chunk missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -21,8 +22,12 @@ from chatbus_contracts.chunks import REPLY_CHUNK_ADAPTER, ReplyChunk
 from chatbus_contracts.streams import CHAT_CHUNKS
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.js.api import RawStreamMsg
+from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from .bus import direct_gets
 from .outages import is_transient, pause_delays
 
 logger = logging.getLogger(__name__)
@@ -93,12 +98,23 @@ async def last_chunk(broker: NatsBroker, subject: str) -> ReplyChunk | None:
 
     `subject` is a request's own chunk subject, or `chat_chunks_request_wildcard` for a
     request whichever gateway accepted it. One lookup, whatever the stream holds: a
-    direct get for a request's own subject (a wildcard cannot be one).
+    direct get for a request's own subject (a wildcard cannot be one) where the stream
+    answers them, else through the JetStream API (also when a chatbus that predates them
+    has just declared the stream without).
     """
     js = broker.connection.jetstream()
-    direct = not any(token in ("*", ">") for token in subject.split("."))
+    direct = direct_gets(broker, CHAT_CHUNKS) and not any(
+        token in ("*", ">") for token in subject.split(".")
+    )
     try:
-        stored = await js.get_last_msg(CHAT_CHUNKS.name, subject, direct=direct)
+        stored = await _last_message(js, subject, direct=direct)
     except NotFoundError:
         return None
     return REPLY_CHUNK_ADAPTER.validate_json(stored.data or b"")
+
+
+async def _last_message(js: JetStreamContext, subject: str, *, direct: bool) -> RawStreamMsg:
+    if direct:
+        with contextlib.suppress(NoRespondersError):  # declared without them just now
+            return await js.get_last_msg(CHAT_CHUNKS.name, subject, direct=True)
+    return await js.get_last_msg(CHAT_CHUNKS.name, subject)
