@@ -358,7 +358,7 @@ class TurnRunner:
             )
         )
         # Consumers apply events in any order (a message may create its conversation).
-        await asyncio.gather(*(publish_event(self._broker, event) for event in events))
+        await _publish_all(self._broker, *events)
 
     async def _generate(
         self, request: GenerateReply, plan: TurnPlan, progress: _Progress, budget: Decimal | None
@@ -452,9 +452,7 @@ class TurnRunner:
             latency_ms=latency_ms,
             context_message_ids=plan.context_message_ids,
         )
-        await asyncio.gather(
-            publish_event(self._broker, answer), publish_event(self._broker, recorded)
-        )
+        await _publish_all(self._broker, answer, recorded)
         return recorded.cost_usd, latency_ms
 
     async def _complete(
@@ -581,6 +579,15 @@ def _message_created(
         content=content,
         **fields,
     )
+
+
+async def _publish_all(broker: NatsBroker, *events: Event) -> None:
+    """Publish `events` at once; the first failure raised once every publish is over."""
+    outcomes = await asyncio.gather(
+        *(publish_event(broker, event) for event in events), return_exceptions=True
+    )
+    for outcome in outcomes:
+        _result(outcome)
 
 
 def _result(outcome: ResultT | BaseException) -> ResultT:
