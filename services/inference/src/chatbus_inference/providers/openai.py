@@ -16,7 +16,6 @@ Status codes map to errors as the SDK's exception classes did (`_status_error`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.parse
 import urllib.request
@@ -213,13 +212,10 @@ class OpenAIProvider:
         self._headers = headers
         self._proxy = _env_proxy(self._url)
         self._http: aiohttp.ClientSession | None = None
-        self._http_loop: asyncio.AbstractEventLoop | None = None
 
     def _session(self) -> aiohttp.ClientSession:
-        """The pooled session of the running loop (made on first use: it belongs to a loop)."""
-        loop = asyncio.get_running_loop()
-        if self._http is None or self._http.closed or self._http_loop is not loop:
-            self._http_loop = loop
+        """The pooled session (made on first use: it belongs to the running loop)."""
+        if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
                 # As the SDK configures its client: 5 s to connect, 600 s per read.
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=600.0),
