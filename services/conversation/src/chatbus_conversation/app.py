@@ -57,6 +57,8 @@ from .store import ConversationStore, InvalidCursor
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 QUEUE = subjects.CONVERSATION_QUEUE
+# Events fetched at once (and handled at once, each on its own connection).
+EVENTS_FETCHED = 16
 # How long a REST read waits for events published before it (history waits longer).
 READ_YOUR_WRITES_SECONDS = 1.0
 
@@ -69,11 +71,14 @@ class ConversationService:
         self.broker: NatsBroker = create_broker(
             settings, service_name="conversation", tracer_provider=tracer_provider
         )
-        # Every query worker, the event consumer and a little room: a connection beyond
-        # the pool is opened and closed per use (a Postgres backend, TLS attempt, type
-        # introspection and statement preparation each time: ~15% of this service's CPU
-        # at 110 turns/s with a pool of 20).
-        self.engine = create_engine(settings.database_url, pool_size=settings.query_workers + 8)
+        # Room for a fetch of events handled at once and one subject answering at its
+        # limit (the title commands, under load): a connection beyond the pool is opened
+        # and closed per use (a Postgres backend, TLS attempt, type introspection and
+        # statement preparation each time: ~15% of this service's CPU at 110 turns/s with
+        # a pool of 20).
+        self.engine = create_engine(
+            settings.database_url, pool_size=settings.query_workers + EVENTS_FETCHED
+        )
         self.store = ConversationStore(self.engine)
         self.projection = Projection(self.engine, title_max_chars=settings.title_max_chars)
         self.preferences = PreferencesBucket(self.broker)
@@ -113,7 +118,7 @@ class ConversationService:
             if not own_events.came_back(msg):
                 await appliers[msg.subject](msg.data)
 
-        consume(self.broker, CONVERSATION_CONSUMER, on_event, batch_size=16)
+        consume(self.broker, CONVERSATION_CONSUMER, on_event, batch_size=EVENTS_FETCHED)
 
     def _answer(
         self, subject: str, request_type: type[RequestT]
