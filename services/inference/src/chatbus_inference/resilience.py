@@ -49,13 +49,8 @@ class StreamTimeouts:
 
 
 def retry_after_seconds(error: BaseException) -> float | None:
-    """The `retry-after` header of the HTTP answer behind a `ProviderError`, in seconds."""
-    response = getattr(error.__cause__, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date; fall back to our own backoff
+    """How long the provider asked to wait before another try (its `retry-after`)."""
+    return error.retry_after_seconds if isinstance(error, ProviderError) else None
 
 
 async def guarded(

@@ -17,7 +17,7 @@ from anthropic.types import (
 )
 from chatbus_contracts.common import FinishReason, TokenUsage
 
-from .base import CompletionRequest, Finished, ProviderError, StreamEvent, TextDelta
+from .base import CompletionRequest, Finished, ProviderError, StreamEvent, TextDelta, retry_after
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -106,7 +106,9 @@ def _status_error(error: anthropic.APIStatusError) -> ProviderError:
 
 def _provider_error(error: anthropic.AnthropicError) -> ProviderError:
     if isinstance(error, anthropic.APIStatusError):
-        return _status_error(error)
+        mapped = _status_error(error)
+        mapped.retry_after_seconds = retry_after(error.response.headers)
+        return mapped
     if isinstance(error, anthropic.APIConnectionError):
         return ProviderError("provider_unavailable", str(error), retryable=True)
     return ProviderError("provider_error", str(error))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -72,9 +72,21 @@ class ProviderError(Exception):
     message: str
     retryable: bool = False
     partial_usage: TokenUsage | None = field(default=None)
+    # The provider's `retry-after`, when its answer had one (`retry_after` reads it).
+    retry_after_seconds: float | None = None
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """An HTTP answer's `retry-after` in seconds; None without one, or for an HTTP date
+    (chatbus' own backoff applies then)."""
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 class ChatProvider(Protocol):

@@ -8,7 +8,7 @@ from chatbus_contracts.common import FinishReason, TokenUsage
 from google import genai
 from google.genai import errors, types
 
-from .base import CompletionRequest, Finished, ProviderError, StreamEvent, TextDelta
+from .base import CompletionRequest, Finished, ProviderError, StreamEvent, TextDelta, retry_after
 
 _ROLES = {"user": "user", "assistant": "model"}
 
@@ -57,6 +57,13 @@ def _config(request: CompletionRequest) -> types.GenerateContentConfig:
 
 
 def _provider_error(error: errors.APIError) -> ProviderError:
+    mapped = _coded_error(error)
+    response = getattr(error, "response", None)  # the SDK keeps the HTTP answer
+    mapped.retry_after_seconds = retry_after(getattr(response, "headers", None))
+    return mapped
+
+
+def _coded_error(error: errors.APIError) -> ProviderError:
     code, message = error.code, str(error)
     if code == 429:
         return ProviderError("rate_limited", message, retryable=True)

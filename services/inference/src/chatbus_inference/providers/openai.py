@@ -35,6 +35,7 @@ from .base import (
     ProviderError,
     StreamEvent,
     TextDelta,
+    retry_after,
 )
 
 _FINISH_REASONS: dict[str, FinishReason] = {
@@ -110,24 +111,8 @@ class _ToolCalls:
 _ERROR_BODY_CHARS = 2000
 
 
-class UpstreamAnswer:
-    """The status and headers of an upstream HTTP answer, as the SDKs' errors keep them."""
-
-    def __init__(self, status_code: int, headers: Mapping[str, str]) -> None:
-        self.status_code = status_code
-        self.headers = headers
-
-
-class UpstreamStatusError(Exception):
-    """A non-2xx answer; `response.headers` is where `retry_after_seconds` looks."""
-
-    def __init__(self, message: str, response: UpstreamAnswer) -> None:
-        super().__init__(message)
-        self.response = response
-
-
 def _status_error(status: int, headers: Mapping[str, str], raw_body: bytes) -> ProviderError:
-    """The error of a non-2xx answer; its cause keeps the headers (`retry-after`)."""
+    """The error of a non-2xx answer (with its `retry-after`)."""
     body = raw_body.decode(errors="replace")[:_ERROR_BODY_CHARS]
     message = f"Error code: {status} - {body}"
     if status == 429:
@@ -139,7 +124,7 @@ def _status_error(status: int, headers: Mapping[str, str], raw_body: bytes) -> P
         error = ProviderError(code, message)
     else:  # 404, 409, 422, 5xx: as the SDK's APIStatusError, worth another try
         error = ProviderError("provider_unavailable", message, retryable=True)
-    error.__cause__ = UpstreamStatusError(message, UpstreamAnswer(status, headers))
+    error.retry_after_seconds = retry_after(headers)
     return error
 
 
