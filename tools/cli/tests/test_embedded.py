@@ -72,6 +72,13 @@ def test_free_port_is_bindable() -> None:
         sock.bind(("127.0.0.1", port))
 
 
+def test_free_port_does_not_hand_out_a_port_twice() -> None:
+    # Drawn at random by the kernel, a thousand ports repeat a few dozen times; a stack whose
+    # servers got ports from consecutive calls once had its gateway and Postgres on one port.
+    ports = [free_port() for _ in range(1000)]
+    assert len(set(ports)) == len(ports)
+
+
 async def test_nats_jetstream_persists_across_restart(tmp_path: Path) -> None:
     server = EmbeddedNats(tmp_path / "nats")
     assert server.url == f"nats://127.0.0.1:{server.port}"

@@ -269,6 +269,8 @@ class DevStack:
         if self.options.provider is not Provider.EMULATOR:
             return None
         port = free_port(_HOST)
+        while port == self.gateway_port:  # chosen by the caller, bound only later
+            port = free_port(_HOST)
         emulator = ManagedChild(
             "emulator",
             [script_path("chatbus-emulator"), "--host", _HOST, "--port", str(port)],

@@ -64,20 +64,36 @@ _PORT_IN_USE = re.compile(r"address already in use", re.IGNORECASE)
 _SHMEM_IN_USE = re.compile(r"pre-existing shared memory block", re.IGNORECASE)
 
 
+# free_port's memory of the ports it returned, oldest first (a dict keeps insertion order).
+_handed_out: dict[int, None] = {}
+_HANDED_OUT_KEPT = 4096
+_FREE_PORT_ATTEMPTS = 64
+
+
 class EmbeddedServiceError(RuntimeError):
     """An embedded server failed to start or to run a command; the message has its log tail."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on `host` that is free right now.
+    """Return a TCP port on `host` that is free right now and not handed out before.
 
-    Another process can still take it before the caller binds it; the servers here retry with a
-    fresh port when they picked it themselves and hit "address already in use".
+    The kernel picks ephemeral ports at random, so two calls in a row return the same port a few
+    times in a thousand; a caller choosing ports for several servers before any binds would give
+    two of them one port. This process remembers the newest ports it handed out and skips them.
+    Another process can still take a port before the caller binds it; the servers here retry with
+    a fresh port when they picked it themselves and hit "address already in use".
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    for _ in range(_FREE_PORT_ATTEMPTS):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            break
+    _handed_out[port] = None
+    while len(_handed_out) > _HANDED_OUT_KEPT:
+        del _handed_out[next(iter(_handed_out))]
+    return port
 
 
 def _host_for_url(host: str) -> str:
