@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_a_generated_title_is_applied_billed_and_never_overrides_a_rename(
-    stack: Stack,
+    stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
     user = f"titled-{uuid.uuid4().hex[:6]}"
     headers = {"Authorization": f"Bearer {stack.token(user)}"}
@@ -67,6 +67,12 @@ async def test_a_generated_title_is_applied_billed_and_never_overrides_a_rename(
             stack.emulator.script({"reply": "Something Else"})
             await writer.write(request, route, "…")
             assert (await api.get(path)).json()["title"] == "My trip"
+            assert "refused" not in caplog.text  # kept the rename: answered, not refused
+
+            elsewhere = request.model_copy(update={"conversation_id": uuid.uuid4()})
+            stack.emulator.script({"reply": "Nowhere"})
+            await writer.write(elsewhere, route, "…")
+            assert "refused" in caplog.text and "conversation_not_found" in caplog.text
 
         async def billed() -> bool:
             rows = await stack.fetch(

@@ -37,7 +37,7 @@ from opentelemetry import trace
 from .deadletters import dead_letter_office
 from .outages import hold_through_outage, is_transient
 from .redelivery import outages_of
-from .registry import BrokerRegistry, Workers, handling_span
+from .registry import STOP_GRACE_SECONDS, BrokerRegistry, Workers, handling_span
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 FETCH_TIMEOUT_SECONDS = 5.0
 # After a failed fetch (NATS away), the next one waits this long.
 FETCH_RETRY_SECONDS = 0.5
-# Handlers still running when the consumer stops get this long before they are cancelled.
-STOP_GRACE_SECONDS = 5.0
 
 Handler = Callable[[Msg], Awaitable[None]]
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]

@@ -16,6 +16,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 T = TypeVar("T")
 
+# At a stop, handlers still running get this long before they are cancelled (consumers'
+# and responders' alike; a responder gives its received requests as long again first).
+STOP_GRACE_SECONDS = 5.0
+
 # The W3C trace context in NATS headers (`traceparent`), as FastStream carries it.
 TRACE_CONTEXT = TraceContextTextMapPropagator()
 

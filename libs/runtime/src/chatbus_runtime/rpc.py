@@ -31,13 +31,15 @@ from nats.errors import Error as NatsError
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
-from .registry import TRACE_CONTEXT, BrokerRegistry, Workers, handling_span
+from .registry import (
+    STOP_GRACE_SECONDS,
+    TRACE_CONTEXT,
+    BrokerRegistry,
+    Workers,
+    handling_span,
+)
 
 logger = logging.getLogger(__name__)
-
-# At a stop: how long requests received already have to reach a handler, and then how
-# long the answers under way have before they are cancelled.
-STOP_GRACE_SECONDS = 5.0
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 Handler = Callable[[RequestT], Awaitable[BaseModel]]

@@ -15,11 +15,12 @@ import logging
 from chatbus_contracts import subjects
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import TITLE_MAX_CHARS, first_words
-from chatbus_contracts.conversations import UpdateConversation
+from chatbus_contracts.conversations import Refused, UpdateConversation
 from chatbus_runtime import rpc
 from chatbus_runtime.bus import publish_event
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
+from pydantic import ValidationError
 
 from .billing import usage_recorded
 from .providers.base import CompletionRequest, Finished, PromptMessage, ProviderError, TextDelta
@@ -73,8 +74,8 @@ class TitleWriter:
                 command,
                 timeout_seconds=self._timeout,
             )
-            if b'"code"' in reply:
-                logger.warning("title for %s refused: %s", request.conversation_id, reply)
+            if (refused := _refusal(reply)) is not None:
+                logger.warning("title for %s refused: %s", request.conversation_id, refused)
         except (ProviderError, NatsError, TimeoutError) as error:
             logger.warning("no title for %s: %s", request.conversation_id, error)
         except Exception:  # a title is never worth failing (and regenerating) a turn
@@ -114,3 +115,11 @@ class TitleWriter:
                     ),
                 )
         return clean_title("".join(parts))
+
+
+def _refusal(reply: bytes) -> Refused | None:
+    """The conversation service's refusal, or None if the reply is the changed conversation."""
+    try:
+        return Refused.model_validate_json(reply)
+    except ValidationError:
+        return None
