@@ -79,8 +79,7 @@ async def _sent(broker: NatsBroker) -> None:
 
 
 async def _ask(broker: NatsBroker, subject: str, n: int) -> Answer:
-    reply = await rpc.request(broker, subject, Ask(n=n), timeout_seconds=5)
-    return Answer.model_validate_json(reply)
+    return await rpc.ask(broker, subject, Ask(n=n), Answer, timeout_seconds=5)
 
 
 async def test_an_answer_comes_back_and_a_bad_request_an_error_at_once(infra: Infra) -> None:
@@ -107,6 +106,18 @@ async def test_a_failed_answer_is_an_error_for_the_asker_at_once(infra: Infra) -
         assert (failed.value.code, failed.value.description) == ("500", "ValueError")
         assert isinstance(failed.value, NatsError)  # what askers catch already
         assert await _ask(broker, subject, 4) == Answer(double=8)
+
+
+class OtherAnswer(Model):
+    half: int
+
+
+async def test_an_answer_that_is_not_the_model_asked_for_is_no_answer(infra: Infra) -> None:
+    subject = f"test.rpc.{uuid4().hex}"
+    async with _answering(infra, subject) as broker:
+        with pytest.raises(rpc.NoAnswer) as wrong:  # a responder of another version, say
+            await rpc.ask(broker, subject, Ask(n=3), OtherAnswer, timeout_seconds=5)
+        assert (wrong.value.code, wrong.value.description) == ("502", "not a OtherAnswer")
 
 
 async def test_max_workers_answer_at_once(infra: Infra) -> None:

@@ -102,7 +102,10 @@ class EmbeddingsClient:
 
     async def similar(self, query: FindSimilar) -> SimilarMessages:
         """The user's messages nearest to the query."""
-        reply = await rpc.request(
-            self._broker, subjects.EMBEDDINGS_SIMILAR, query, timeout_seconds=self._timeout
+        return await rpc.ask(
+            self._broker,
+            subjects.EMBEDDINGS_SIMILAR,
+            query,
+            SimilarMessages,
+            timeout_seconds=self._timeout,
         )
-        return SimilarMessages.model_validate_json(reply)

@@ -21,15 +21,15 @@ router = APIRouter()
 async def list_models(user_id: CurrentUser, state: State) -> dict[str, Any]:
     """The model catalogue in the OpenAI list format (with chatbus's extra fields)."""
     try:
-        reply = await rpc.request(
+        listing = await rpc.ask(
             state.broker,
             subjects.MODELS_QUERY_LIST,
             ListModels(),
+            ModelList,
             timeout_seconds=state.settings.query_timeout_seconds,
         )
     except (NatsError, TimeoutError) as error:
         raise unavailable() from error
-    listing = ModelList.model_validate_json(reply)
     return {
         "object": "list",
         "default_model": listing.default_model,

@@ -19,7 +19,6 @@ from chatbus_runtime import rpc
 from fastapi import APIRouter, Query, status
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
-from pydantic import ValidationError
 
 from .deps import CurrentAdmin, CurrentUser, State
 from .errors import ApiError, unavailable
@@ -41,15 +40,13 @@ class UsageClient:
 
     async def summary(self, query: UsageQuery) -> UsageSummary:
         """The usage service's answer; `TimeoutError` or a NATS error if it gave none."""
-        reply = await rpc.request(
-            self._broker, subjects.USAGE_QUERY_SUMMARY, query, timeout_seconds=self._timeout
+        return await rpc.ask(
+            self._broker,
+            subjects.USAGE_QUERY_SUMMARY,
+            query,
+            UsageSummary,
+            timeout_seconds=self._timeout,
         )
-        try:
-            return UsageSummary.model_validate_json(reply)
-        except ValidationError as error:
-            # Not a caller's mistake: the service failed to answer properly.
-            logger.error("usage service answered something that is not a summary: %s", error)
-            raise TimeoutError("no usage summary") from error
 
 
 def _invalid(field: str, message: str) -> ApiError:

@@ -19,7 +19,6 @@ from chatbus_contracts.embeddings import FindSimilar, SimilarMessage, SimilarMes
 from chatbus_runtime import rpc
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
-from pydantic import ValidationError
 
 from .providers.base import PromptMessage
 
@@ -62,17 +61,17 @@ class Memory:
             exclude_conversation_id=conversation_id,
         )
         try:
-            reply = await rpc.request(
+            answer = await rpc.ask(
                 self.broker,
                 subjects.EMBEDDINGS_SIMILAR,
                 query,
+                SimilarMessages,
                 timeout_seconds=self.timeout_seconds,
             )
-            hits = SimilarMessages.model_validate_json(reply).hits
-        except (TimeoutError, NatsError, ValidationError) as error:
+        except (TimeoutError, NatsError) as error:
             logger.warning("retrieval memory skipped for this turn: %s", error)
             return None
-        if not hits:
+        if not (hits := answer.hits):
             return None
         return Recollection(context_message(hits), tuple(hit.message_id for hit in hits))
 

@@ -143,10 +143,13 @@ async def stored_answer(
     when it is not found while the conversation service is behind the published events.
     """
     query = GetMessage(user_id=request.user_id, message_id=request.assistant_message_id)
-    reply = await rpc.request(
-        broker, subjects.CONVERSATION_QUERY_MESSAGE, query, timeout_seconds=timeout_seconds
+    found = await rpc.ask(
+        broker,
+        subjects.CONVERSATION_QUERY_MESSAGE,
+        query,
+        MessageFound,
+        timeout_seconds=timeout_seconds,
     )
-    found = MessageFound.model_validate_json(reply)
     if found.message is None and not found.caught_up:
         raise TimeoutError("the conversation service is behind the events")
     return found.message
@@ -162,13 +165,13 @@ async def _history(
         known = await preferences.get(request.user_id)
         if known is not None:
             return HistoryReply.new_conversation(known.as_settings())
-    reply = await rpc.request(
+    return await rpc.ask(
         broker,
         subjects.CONVERSATION_QUERY_HISTORY,
         history_query(request),
+        HistoryReply,
         timeout_seconds=timeout_seconds,
     )
-    return HistoryReply.model_validate_json(reply)
 
 
 def _plan_from_history(request: GenerateReply, reply: HistoryReply) -> TurnPlan:
