@@ -112,12 +112,17 @@ class OtherAnswer(Model):
     half: int
 
 
-async def test_an_answer_that_is_not_the_model_asked_for_is_no_answer(infra: Infra) -> None:
+async def test_an_answer_that_is_not_the_model_asked_for_is_no_answer(
+    infra: Infra, caplog: pytest.LogCaptureFixture
+) -> None:
     subject = f"test.rpc.{uuid4().hex}"
     async with _answering(infra, subject) as broker:
         with pytest.raises(rpc.NoAnswer) as wrong:  # a responder of another version, say
             await rpc.ask(broker, subject, Ask(n=3), OtherAnswer, timeout_seconds=5)
         assert (wrong.value.code, wrong.value.description) == ("502", "not a OtherAnswer")
+    (logged,) = [r.getMessage() for r in caplog.records if r.name == rpc.__name__]
+    assert "['double', 'half']" in logged  # the fields, never their values (users' text)
+    assert "input_value" not in logged and "6" not in logged.removeprefix(subject)
 
 
 async def test_max_workers_answer_at_once(infra: Infra) -> None:

