@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import uvicorn
+from chatbus_runtime.service import tune_garbage_collector
 
 logger = logging.getLogger(__name__)
 CLOSE_TIMEOUT_SECONDS = 1.0
@@ -80,6 +81,11 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self._drain = drain
         self._drain_seconds = drain_seconds
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start (the app's lifespan first), then `tune_garbage_collector`."""
+        await super().startup(sockets)
+        tune_garbage_collector()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Drain (a second Ctrl-C cuts it short), then shut down as uvicorn does.

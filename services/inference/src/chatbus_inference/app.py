@@ -13,7 +13,7 @@ from chatbus_runtime.bus import create_broker, start_broker, stop_broker
 from chatbus_runtime.consumers import consume
 from chatbus_runtime.deadletters import dead_letter_office
 from chatbus_runtime.handlers import CurrentMessage
-from chatbus_runtime.pricing import install_price_overrides
+from chatbus_runtime.pricing import install_price_overrides, load_price_table
 from chatbus_runtime.rpc import replies_to
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
@@ -116,6 +116,7 @@ class InferenceService:
     async def start(self) -> None:
         """Connect, declare streams and the shared consumer, start pulling."""
         await start_broker(self.broker)
+        load_price_table()  # part of the start-up heap `run_service` then freezes
         logger.info("inference started; default model %s", self.router.default_model)
 
     async def stop(self) -> None:
