@@ -99,7 +99,7 @@ def _full(output_dir: Path) -> BenchOptions:
         output_dir=output_dir,
         profile=True,
         ceiling=CeilingPlan(64, 4.0, Reply(64), Reply(8)),
-        overhead=OverheadPlan(100, 10, Reply(16, 0.0, 10.0)),
+        overhead=OverheadPlan(400, 10, Reply(16, 0.0, 10.0)),
         streams=StreamsPlan((50, 200, 500), 2, 2, Reply(64, 0.0, 20.0), 6.0),
         throughput=ThroughputPlan((10, 20, 40, 80, 160, 320, 480), 4.0, 64, 20.0, Reply(8)),
         idle=IdlePlan(10_000, 3.0),
