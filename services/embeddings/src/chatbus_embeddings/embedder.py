@@ -59,7 +59,11 @@ class LocalEmbedder:
         window = self._model.max_seq_length or LOCAL_WINDOW
         lengths = [len(ids) for ids in self._model.tokenizer(texts)["input_ids"]]
         vectors = self._model.encode(
-            texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,  # its default at INFO: a progress bar per call on stderr
         )
         return Embedded(
             vectors=[vector.tolist() for vector in vectors],
