@@ -37,6 +37,9 @@ def test_quick_overhead_run_writes_results(tmp_path: Path) -> None:
         assert overhead[arm]["lost_chunks"] == 0
     assert overhead["added"]["ttft_ms"]["p50"] is not None
     assert results["tcp_nodelay"]["hops"], "no connection was inspected"
+    wakeup = results["nats_wakeup"]
+    assert wakeup["busy_ms"]["count"] == wakeup["after_idle_ms"]["count"] == 100
+    assert "one NATS round trip" in done.stdout
     assert results_file.with_suffix(".md").read_text().startswith("# chatbus benchmark")
     assert "## Targets" in done.stdout
     leftovers = {child.pid for child in psutil.Process().children(recursive=True)} - before

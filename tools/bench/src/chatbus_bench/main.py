@@ -35,7 +35,7 @@ from .options import SCENARIOS, BenchOptions, build_options, parse_scenarios
 from .procstats import ProcessWatch
 from .report import render
 from .results import DEFAULT_OUTPUT_DIR, stem_for, write
-from .scenarios import ceiling, embeddings, hops, idle, overhead, streams, throughput
+from .scenarios import ceiling, embeddings, hops, idle, overhead, streams, throughput, wakeup
 from .settle import Settler
 from .stack import BENCH_ENV, BenchStack, StackError
 from .targets import evaluate
@@ -106,6 +106,7 @@ async def _run_scenarios(ctx: BenchContext, limit: FileLimit, results: dict[str,
     }
     await _step(results, "tcp_nodelay", ctx, lambda: hops.run(ctx))
     await _step(results, "emulator_ceiling", ctx, lambda: ceiling.run(ctx))
+    await _step(results, "nats_wakeup", ctx, lambda: wakeup.run(ctx))
     for name in ctx.options.scenarios:
         await _step(results, name, ctx, chosen[name])
 

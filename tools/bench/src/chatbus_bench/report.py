@@ -318,6 +318,14 @@ def _facts(results: Mapping[str, Any]) -> list[str]:
             f"{fmt(_get(ceiling, 'streams', 'emulator_cpu_percent'))}% / "
             f"{fmt(_get(ceiling, 'turns', 'emulator_cpu_percent'))}%)"
         )
+    wakeup = results.get("nats_wakeup")
+    if wakeup and "busy_ms" in wakeup:
+        facts.append(
+            f"- one NATS round trip (a key-value read from the load client), p50: "
+            f"{fmt(wakeup['busy_ms']['p50'], 2)} ms back to back, "
+            f"{fmt(wakeup['after_idle_ms']['p50'], 2)} ms after "
+            f"{wakeup['idle_seconds'] * 1000:.0f} ms idle"
+        )
     throughput = results.get("throughput")
     if throughput:
         top = fmt(throughput.get("max_completed_per_s"))
