@@ -15,7 +15,6 @@ from chatbus_inference.providers.base import (
     PromptMessage,
     TextDelta,
 )
-from chatbus_inference.resilience import retry_after_seconds
 from provider_streams import collect, failed, texts
 
 MODEL = "claude-test"
@@ -121,7 +120,7 @@ async def test_429_is_rate_limited_retryable_with_retry_after(
     assert events == []
     assert error.code == "rate_limited" and error.retryable
     assert isinstance(error.__cause__, anthropic.RateLimitError)
-    assert retry_after_seconds(error) == 1.0
+    assert error.retry_after_seconds == 1.0
 
 
 async def test_529_overloaded_is_provider_unavailable_retryable(
@@ -133,7 +132,7 @@ async def test_529_overloaded_is_provider_unavailable_retryable(
     assert events == []
     assert error.code == "provider_unavailable" and error.retryable
     assert isinstance(error.__cause__, anthropic.OverloadedError)
-    assert retry_after_seconds(error) is None
+    assert error.retry_after_seconds is None
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,6 @@ from chatbus_inference.providers.base import (
     PromptMessage,
 )
 from chatbus_inference.providers.gemini import GeminiProvider
-from chatbus_inference.resilience import retry_after_seconds
 from google import genai
 from google.genai import errors, types
 from provider_streams import collect, failed, texts
@@ -220,7 +219,7 @@ async def test_429_is_rate_limited_and_retryable(env: tuple[FakeGemini, GeminiPr
     assert events == []
     assert error.code == "rate_limited" and error.retryable
     assert isinstance(error.__cause__, errors.ClientError) and error.__cause__.code == 429
-    assert retry_after_seconds(error) == 7.0  # the SDK error keeps the HTTP response
+    assert error.retry_after_seconds == 7.0  # the SDK error keeps the HTTP response
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ from chatbus_inference.providers.base import (
     PromptMessage,
 )
 from chatbus_inference.providers.openai import OpenAIProvider, _status_error
-from chatbus_inference.resilience import retry_after_seconds
 from openai import AsyncOpenAI
 from provider_streams import collect, failed, texts
 
@@ -195,7 +194,7 @@ async def test_429_is_rate_limited_retryable_with_retry_after(
     assert events == []
     assert error.code == "rate_limited" and error.retryable
     assert "Rate limit reached" in error.message
-    assert retry_after_seconds(error) == 1.0
+    assert error.retry_after_seconds == 1.0
 
 
 @pytest.mark.parametrize(
@@ -215,7 +214,7 @@ async def test_other_statuses_map_to_stable_codes(
     state.script({"status": status})
     _, error = await failed(provider, _request())
     assert (error.code, error.retryable) == (code, retryable)
-    assert retry_after_seconds(error) is None
+    assert error.retry_after_seconds is None
 
 
 async def test_a_400_about_the_context_is_context_too_long() -> None:

@@ -48,11 +48,6 @@ class StreamTimeouts:
     total_seconds: float = 600.0
 
 
-def retry_after_seconds(error: BaseException) -> float | None:
-    """How long the provider asked to wait before another try (its `retry-after`)."""
-    return error.retry_after_seconds if isinstance(error, ProviderError) else None
-
-
 async def guarded(
     events: AsyncIterator[StreamEvent], timeouts: StreamTimeouts
 ) -> AsyncIterator[StreamEvent]:
@@ -106,7 +101,7 @@ async def stream_with_retries(
         except ProviderError as error:
             if started or not error.retryable or attempt >= policy.max_retries:
                 raise
-            delay = policy.delay(attempt, retry_after_seconds(error))
+            delay = policy.delay(attempt, error.retry_after_seconds)
             logger.info("%s: %s; retry %d in %.2fs", provider.name, error, attempt + 1, delay)
             await sleep(delay)
             attempt += 1

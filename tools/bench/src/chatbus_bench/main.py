@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import shutil
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from chatbus_runtime.service import tune_garbage_collector
 
 from . import machine
 from .context import BenchContext
@@ -177,9 +178,8 @@ def main(argv: Sequence[str]) -> int:
             stack.start()
             _say(f"stack ready in {time.monotonic() - began:.1f}s")
             # The load client's own full collections once stopped it for 100-300 ms, in
-            # whichever arm was running; what exists now lives until the end anyway.
-            gc.collect()
-            gc.freeze()
+            # whichever arm was running: tuned as the services are.
+            tune_garbage_collector()
             _event_loop_runner()(_measure(options, stack, stem, limit, results))
         except (StackError, RuntimeError, OSError) as error:
             _say(f"error: {error}")

@@ -25,7 +25,13 @@ from typing import Any
 
 import typer
 
-from .embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedServiceError, free_port
+from .embedded import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    EmbeddedServiceError,
+    free_port,
+    reserve_port,
+)
 from .processes import (
     ManagedChild,
     OutputPrinter,
@@ -167,6 +173,7 @@ class DevStack:
         self.printer = printer or OutputPrinter()
         self.data_dir = options.data_dir.expanduser().resolve()
         self.gateway_port = options.gateway_port or self.settings.gateway_port
+        reserve_port(self.gateway_port)  # bound last: no port picked before may take it
         self.services: list[ManagedChild] = []
         self._watched: list[tuple[str, ManagedChild | EmbeddedNats | EmbeddedPostgres]] = []
         self._stop = _StopSignal()
@@ -269,8 +276,6 @@ class DevStack:
         if self.options.provider is not Provider.EMULATOR:
             return None
         port = free_port(_HOST)
-        while port == self.gateway_port:  # chosen by the caller, bound only later
-            port = free_port(_HOST)
         emulator = ManagedChild(
             "emulator",
             [script_path("chatbus-emulator"), "--host", _HOST, "--port", str(port)],

@@ -93,10 +93,15 @@ def free_port(host: str = "127.0.0.1") -> int:
             break
     else:  # a narrow ephemeral range, nearly all of it handed out: start afresh
         _handed_out.clear()
-    _handed_out[port] = None
-    while len(_handed_out) > _HANDED_OUT_KEPT:
-        del _handed_out[next(iter(_handed_out))]
+    reserve_port(port)
     return port
+
+
+def reserve_port(port: int) -> None:
+    """Keep `free_port` from returning `port` (one a caller chose, to be bound later)."""
+    _handed_out[port] = None
+    if len(_handed_out) > _HANDED_OUT_KEPT:
+        del _handed_out[next(iter(_handed_out))]
 
 
 def _host_for_url(host: str) -> str:
